@@ -1,0 +1,127 @@
+/**
+ * Log records shaped like `@std/log`'s `LogRecord`, the `Logger` workers log
+ * through, and the default handler that prints records on stderr.
+ *
+ * @module
+ */
+
+/** Numeric levels, the same as `@std/log`'s `LogLevels`. */
+export const LogLevels = {
+  NOTSET: 0,
+  DEBUG: 10,
+  INFO: 20,
+  WARN: 30,
+  ERROR: 40,
+  CRITICAL: 50,
+} as const;
+
+/** The name of a log level. */
+export type LevelName = keyof typeof LogLevels;
+
+/** A log record with the fields of `@std/log`'s `LogRecord`. */
+export interface LogRecord {
+  readonly msg: string;
+  readonly args: unknown[];
+  readonly datetime: Date;
+  readonly level: number;
+  readonly levelName: string;
+  readonly loggerName: string;
+}
+
+/** A record as the supervisor emits it: who logged it. */
+export interface PoolLogRecord extends LogRecord {
+  /** The worker id, or null for the master's own records. */
+  readonly workerId: number | null;
+  /** The pid of the process that logged it. */
+  readonly pid: number;
+}
+
+/** What a worker logs through (`WorkerBase.logger`). */
+export interface Logger {
+  debug(msg: string, ...args: unknown[]): void;
+  info(msg: string, ...args: unknown[]): void;
+  warn(msg: string, ...args: unknown[]): void;
+  error(msg: string, ...args: unknown[]): void;
+  critical(msg: string, ...args: unknown[]): void;
+}
+
+/**
+ * Where the supervisor sends records, its own and its workers'. An `@std/log`
+ * handler (`new ConsoleHandler("DEBUG")`, a `FileHandler`…) fits as is.
+ */
+export interface LogHandler {
+  handle(record: PoolLogRecord): void;
+}
+
+/** Creates a {@linkcode Logger} that hands each record to `emit`. */
+export function createLogger(
+  loggerName: string,
+  emit: (record: LogRecord) => void,
+): Logger {
+  const at =
+    (levelName: Exclude<LevelName, "NOTSET">) =>
+    (msg: string, ...args: unknown[]) =>
+      emit({
+        msg: typeof msg === "string" ? msg : formatArg(msg),
+        args,
+        datetime: new Date(),
+        level: LogLevels[levelName],
+        levelName,
+        loggerName,
+      });
+  return {
+    debug: at("DEBUG"),
+    info: at("INFO"),
+    warn: at("WARN"),
+    error: at("ERROR"),
+    critical: at("CRITICAL"),
+  };
+}
+
+/**
+ * The default line for a record:
+ * `<ISO time> <LEVEL> [worker <id> pid <pid>] <logger>: <msg> <args>`.
+ */
+export function formatRecord(record: PoolLogRecord): string {
+  const who = record.workerId === null
+    ? `master pid ${record.pid}`
+    : `worker ${record.workerId} pid ${record.pid}`;
+  const args = record.args.map((arg) => " " + formatArg(arg)).join("");
+  return `${record.datetime.toISOString()} ${record.levelName} [${who}] ${record.loggerName}: ${record.msg}${args}`;
+}
+
+/** A handler printing {@linkcode formatRecord} lines on stderr from `level` up. */
+export function stderrHandler(level: LevelName = "INFO"): LogHandler {
+  const threshold = LogLevels[level];
+  return {
+    handle(record) {
+      if (record.level >= threshold) console.error(formatRecord(record));
+    },
+  };
+}
+
+function formatArg(arg: unknown): string {
+  if (typeof arg === "string") return arg;
+  if (arg instanceof Error) return arg.stack ?? `${arg.name}: ${arg.message}`;
+  try {
+    return JSON.stringify(arg) ?? String(arg);
+  } catch {
+    // Circular or BigInt: JSON has no form for it.
+    return String(arg);
+  }
+}
+
+/** Turns log arguments into values that survive JSON, for forwarding. */
+export function toJsonSafe(args: unknown[]): unknown[] {
+  return args.map((arg) => {
+    if (arg instanceof Error) {
+      return { name: arg.name, message: arg.message, stack: arg.stack };
+    }
+    try {
+      JSON.stringify(arg);
+      return arg;
+    } catch {
+      return String(arg);
+    }
+  });
+}

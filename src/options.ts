@@ -1,0 +1,279 @@
+/**
+ * The supervisor's options, their defaults, and their validation: bad input
+ * throws before anything is spawned.
+ *
+ * @module
+ */
+import { type LevelName, type LogHandler, LogLevels } from "./logging.ts";
+import { WorkerBase } from "./worker.ts";
+
+/**
+ * Where a worker's stdout or stderr goes: the master's own stream
+ * (`"inherit"`), nowhere (`"null"`), a file path (appended to), or a
+ * `WritableStream` shared by all workers, written a whole line at a time.
+ */
+export type OutputTarget =
+  | "inherit"
+  | "null"
+  | string
+  | WritableStream<Uint8Array>;
+
+/** Options of {@linkcode Supervisor}; times are in milliseconds. */
+export interface SupervisorOptions {
+  /**
+   * How many workers (ids `0..N-1`), or the ids themselves.
+   * @default {2}
+   */
+  workers?: number | Iterable<number>;
+  /**
+   * How often the pool is reconciled with the ids it should have.
+   * @default {1000}
+   */
+  checkInterval?: number;
+  /**
+   * A worker silent (no heartbeat) this long is killed and replaced.
+   * @default {15000}
+   */
+  workerTimeout?: number;
+  /**
+   * How long a stopping worker may take before it is killed with SIGKILL.
+   * @default {30000}
+   */
+  gracefulTimeout?: number;
+  /**
+   * A worker that dies younger than this restarts with exponential backoff.
+   * @default {1000}
+   */
+  minUptime?: number;
+  /**
+   * The cap of the restart backoff.
+   * @default {10000}
+   */
+  maxRestartDelay?: number;
+  /**
+   * Boot errors in a row (one worker id) that halt the pool with exit code 3.
+   * @default {5}
+   */
+  maxBootErrors?: number;
+  /**
+   * Where workers' stdout goes.
+   * @default {"inherit"}
+   */
+  stdout?: OutputTarget;
+  /**
+   * Where workers' stderr goes.
+   * @default {"inherit"}
+   */
+  stderr?: OutputTarget;
+  /**
+   * Receives every log record, the master's and the workers'. By default
+   * records from `logLevel` up are printed on stderr.
+   */
+  logger?: LogHandler;
+  /**
+   * The threshold of the default stderr handler (ignored with `logger`).
+   * @default {"INFO"}
+   */
+  logLevel?: LevelName;
+}
+
+/** A function creating the worker for an id. */
+export type WorkerFactory = (id: number) => WorkerBase;
+
+/** A `WorkerBase` subclass constructible from an id. */
+export type WorkerClass = new (id: number) => WorkerBase;
+
+/** Options with defaults applied and checked. */
+export interface ResolvedOptions {
+  ids: number[];
+  checkInterval: number;
+  workerTimeout: number;
+  gracefulTimeout: number;
+  minUptime: number;
+  maxRestartDelay: number;
+  maxBootErrors: number;
+  stdout: OutputTarget;
+  stderr: OutputTarget;
+  logger: LogHandler | undefined;
+  logLevel: LevelName;
+}
+
+const ACTION = "Cannot create supervisor";
+
+/** Turns the first argument of `new Supervisor()` into a factory. */
+export function toFactory(worker: WorkerClass | WorkerFactory): WorkerFactory {
+  if (typeof worker !== "function") {
+    throw new TypeError(
+      `${ACTION}: expected a WorkerBase subclass or a factory, got ${
+        describeValue(worker)
+      }`,
+    );
+  }
+  if (worker === (WorkerBase as unknown)) {
+    throw new TypeError(`${ACTION}: WorkerBase is abstract, pass a subclass`);
+  }
+  if (worker.prototype instanceof WorkerBase) {
+    const Class = worker as WorkerClass;
+    return (id) => new Class(id);
+  }
+  if (/^class\b/.test(Function.prototype.toString.call(worker))) {
+    throw new TypeError(
+      `${ACTION}: class ${worker.name} does not extend WorkerBase`,
+    );
+  }
+  const factory = worker as WorkerFactory;
+  return (id) => {
+    const created: unknown = factory(id);
+    if (!(created instanceof WorkerBase)) {
+      throw new TypeError(
+        `Cannot create worker ${id}: the factory returned ${
+          describeValue(created)
+        }, not a WorkerBase`,
+      );
+    }
+    return created;
+  };
+}
+
+/** Applies defaults and validates; throws TypeError or RangeError. */
+export function resolveOptions(options: SupervisorOptions): ResolvedOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      `${ACTION}: options must be an object, got ${describeValue(options)}`,
+    );
+  }
+  const resolved: ResolvedOptions = {
+    ids: resolveIds(options.workers ?? 2),
+    checkInterval: time("checkInterval", options.checkInterval, 1000, 1),
+    workerTimeout: time("workerTimeout", options.workerTimeout, 15000, 1),
+    gracefulTimeout: time("gracefulTimeout", options.gracefulTimeout, 30000),
+    minUptime: time("minUptime", options.minUptime, 1000),
+    maxRestartDelay: time("maxRestartDelay", options.maxRestartDelay, 10000),
+    maxBootErrors: count("maxBootErrors", options.maxBootErrors, 5),
+    stdout: output("stdout", options.stdout),
+    stderr: output("stderr", options.stderr),
+    logger: options.logger,
+    logLevel: options.logLevel ?? "INFO",
+  };
+  if (
+    resolved.logger !== undefined &&
+    typeof resolved.logger?.handle !== "function"
+  ) {
+    throw new TypeError(
+      `${ACTION}: logger must have a handle(record) method, got ${
+        describeValue(resolved.logger)
+      }`,
+    );
+  }
+  if (!Object.hasOwn(LogLevels, resolved.logLevel)) {
+    throw new RangeError(
+      `${ACTION}: logLevel must be one of ${
+        Object.keys(LogLevels).join(", ")
+      }, got ${describeValue(resolved.logLevel)}`,
+    );
+  }
+  return resolved;
+}
+
+/** Checks one worker id. */
+export function checkId(id: unknown, action: string): number {
+  if (typeof id !== "number") {
+    throw new TypeError(
+      `${action}: worker id must be a number, got ${describeValue(id)}`,
+    );
+  }
+  if (!Number.isSafeInteger(id) || id < 0) {
+    throw new RangeError(
+      `${action}: worker id must be a non-negative integer, got ${id}`,
+    );
+  }
+  return id;
+}
+
+function resolveIds(workers: number | Iterable<number>): number[] {
+  if (typeof workers === "number") {
+    if (!Number.isSafeInteger(workers) || workers < 1) {
+      throw new RangeError(
+        `${ACTION}: workers must be a positive integer, got ${workers}`,
+      );
+    }
+    return Array.from({ length: workers }, (_, i) => i);
+  }
+  if (
+    typeof workers !== "object" || workers === null ||
+    typeof (workers as Iterable<number>)[Symbol.iterator] !== "function"
+  ) {
+    throw new TypeError(
+      `${ACTION}: workers must be a count or an iterable of ids, got ${
+        describeValue(workers)
+      }`,
+    );
+  }
+  const ids: number[] = [];
+  for (const id of workers) {
+    checkId(id, ACTION);
+    if (ids.includes(id)) {
+      throw new RangeError(`${ACTION}: duplicate worker id ${id}`);
+    }
+    ids.push(id);
+  }
+  if (ids.length === 0) {
+    throw new RangeError(`${ACTION}: workers must name at least one id`);
+  }
+  return ids;
+}
+
+function time(name: string, value: unknown, fallback: number, min = 0) {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `${ACTION}: ${name} must be a number of milliseconds, got ${
+        describeValue(value)
+      }`,
+    );
+  }
+  if (!Number.isFinite(value) || value < min || value > 2 ** 31 - 1) {
+    throw new RangeError(
+      `${ACTION}: ${name} must be a finite number of milliseconds from ${min} to ${
+        2 ** 31 - 1
+      }, got ${value}`,
+    );
+  }
+  return value;
+}
+
+function count(name: string, value: unknown, fallback: number) {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(
+      `${ACTION}: ${name} must be a positive integer, got ${
+        describeValue(value)
+      }`,
+    );
+  }
+  return value;
+}
+
+function output(name: string, value: unknown): OutputTarget {
+  if (value === undefined) return "inherit";
+  if (value instanceof WritableStream) return value;
+  if (typeof value === "string" && value !== "") return value;
+  throw new TypeError(
+    `${ACTION}: ${name} must be "inherit", "null", a file path or a WritableStream, got ${
+      describeValue(value)
+    }`,
+  );
+}
+
+/** A short, readable rendering of any value, for error messages. */
+export function describeValue(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "function") {
+    return `function ${value.name || "(anonymous)"}`;
+  }
+  if (Array.isArray(value)) return `array [${value.map(describeValue)}]`;
+  if (typeof value === "object" && value !== null) {
+    return `object ${value.constructor?.name ?? "Object"}`;
+  }
+  return String(value);
+}

@@ -1,0 +1,254 @@
+/**
+ * The Bun adapter: `Bun.spawn`, `process.on`, `Bun.listen`, `Bun.serve`.
+ *
+ * @module
+ */
+import process from "node:process";
+import type {
+  ChildProcess,
+  Connection,
+  ExitStatus,
+  HttpServerHandle,
+  Runtime,
+  SignalName,
+  SpawnOptions,
+  UnixListener,
+} from "./types.ts";
+import { isAlive, signalExitCode } from "./_posix.ts";
+
+// The few parts of Bun's surface used here, declared structurally so that
+// publishing needs no Bun type package.
+interface BunSubprocess {
+  readonly pid: number;
+  readonly stdout: ReadableStream<Uint8Array> | number | undefined;
+  readonly stderr: ReadableStream<Uint8Array> | number | undefined;
+  readonly exited: Promise<number>;
+  readonly exitCode: number | null;
+  readonly signalCode: string | null;
+  kill(signal?: string): void;
+  unref(): void;
+}
+interface BunSocket {
+  data: SocketState;
+  write(data: Uint8Array): number;
+  end(): void;
+}
+interface BunSocketHandlers {
+  open?(socket: BunSocket): void;
+  data(socket: BunSocket, data: Uint8Array): void;
+  drain(socket: BunSocket): void;
+  close(socket: BunSocket): void;
+  error(socket: BunSocket, error: Error): void;
+}
+interface BunServer {
+  readonly port: number;
+  readonly hostname: string;
+  stop(closeActiveConnections?: boolean): Promise<void>;
+}
+interface BunGlobal {
+  readonly version: string;
+  readonly main: string;
+  spawn(cmd: string[], options: Record<string, unknown>): BunSubprocess;
+  listen(options: { unix: string; socket: BunSocketHandlers }): {
+    stop(closeActiveConnections?: boolean): void;
+  };
+  connect(
+    options: { unix: string; socket: BunSocketHandlers },
+  ): Promise<BunSocket>;
+  serve(options: {
+    port: number;
+    hostname: string;
+    reusePort: boolean;
+    fetch: (request: Request) => Response | Promise<Response>;
+  }): BunServer;
+}
+
+/** Creates the Bun adapter; throws when not running under Bun. */
+export function bunRuntime(): Runtime {
+  const Bun = (globalThis as { Bun?: BunGlobal }).Bun;
+  if (Bun === undefined) {
+    throw new Error("Cannot load the workerpool Bun adapter: not on Bun");
+  }
+  return {
+    name: "bun",
+    version: Bun.version,
+    pid: process.pid,
+    scriptCommand: () => ({
+      command: process.execPath,
+      args: [...process.execArgv, Bun.main, ...process.argv.slice(2)],
+    }),
+    missingPoolPermission: () => null,
+    getEnv: (name) => process.env[name],
+    deleteEnv(name) {
+      delete process.env[name];
+    },
+    spawn: (command, options) => spawn(Bun, command, options),
+    kill(pid, signal) {
+      try {
+        process.kill(pid, signal);
+        return true;
+      } catch (error) {
+        if ((error as { code?: string }).code === "ESRCH") return false;
+        throw error;
+      }
+    },
+    isAlive,
+    onSignal(signal, listener) {
+      process.on(signal, listener);
+      return () => void process.off(signal, listener);
+    },
+    exit: (code) => process.exit(code),
+    unrefTimer: (timer) => (timer as { unref?: () => void }).unref?.(),
+    listenUnix(path, onConnection): UnixListener {
+      const listener = Bun.listen({
+        unix: path,
+        socket: socketHandlers((socket) => {
+          socket.data = new SocketState(socket);
+          onConnection(socket.data.connection);
+        }),
+      });
+      let closed = false;
+      return {
+        close() {
+          if (closed) return;
+          closed = true;
+          listener.stop(false);
+        },
+      };
+    },
+    async connectUnix(path) {
+      let state: SocketState | undefined;
+      const socket = await Bun.connect({
+        unix: path,
+        socket: socketHandlers((socket) => {
+          state = socket.data = new SocketState(socket);
+        }),
+      });
+      state ??= socket.data = new SocketState(socket);
+      return state.connection;
+    },
+    reusePortError: () => null,
+    serve(options, handler): Promise<HttpServerHandle> {
+      const server = Bun.serve({ ...options, fetch: handler });
+      return Promise.resolve({
+        port: server.port,
+        hostname: server.hostname,
+        // stop(false) stops listening and waits for in-flight requests.
+        shutdown: () => server.stop(false),
+      });
+    },
+  };
+}
+
+function spawn(
+  Bun: BunGlobal,
+  command: string,
+  options: SpawnOptions,
+): ChildProcess {
+  const pipe = (mode: string | undefined) =>
+    mode === "piped" ? "pipe" : mode === "null" ? "ignore" : "inherit";
+  const child = Bun.spawn([command, ...options.args], {
+    // Bun replaces the environment rather than adding to it.
+    env: { ...process.env, ...options.env },
+    stdin: options.stdin === "null" ? "ignore" : "inherit",
+    stdout: pipe(options.stdout),
+    stderr: pipe(options.stderr),
+    detached: options.detached ?? false,
+  });
+  const status: Promise<ExitStatus> = child.exited.then((code) => {
+    const signal = child.signalCode;
+    return signal === null
+      ? { code, signal: null }
+      : { code: signalExitCode(signal), signal };
+  });
+  const stream = (s: BunSubprocess["stdout"]) =>
+    s instanceof ReadableStream ? s : null;
+  return {
+    pid: child.pid,
+    stdout: stream(child.stdout),
+    stderr: stream(child.stderr),
+    status,
+    kill(signal: SignalName) {
+      if (child.exitCode !== null || child.signalCode !== null) return false;
+      child.kill(signal);
+      return true;
+    },
+    unref: () => child.unref(),
+  };
+}
+
+function socketHandlers(
+  open: (socket: BunSocket) => void,
+): BunSocketHandlers {
+  return {
+    open,
+    data: (socket, data) => socket.data.receive(data),
+    drain: (socket) => socket.data.flush(),
+    close: (socket) => socket.data?.end(null),
+    error: (socket, error) => socket.data?.end(error),
+  };
+}
+
+/** Adapts Bun's callback socket to a {@linkcode Connection}. */
+class SocketState {
+  readonly connection: Connection;
+  #socket: BunSocket;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #pending: { data: Uint8Array; done: () => void; fail: (e: Error) => void }[] =
+    [];
+  #ended = false;
+
+  constructor(socket: BunSocket) {
+    this.#socket = socket;
+    const readable = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#controller = controller;
+      },
+    });
+    this.connection = {
+      readable,
+      write: (data) => this.#write(data),
+      close: () => {
+        if (!this.#ended) this.#socket.end();
+        this.end(null);
+      },
+    };
+  }
+
+  receive(data: Uint8Array): void {
+    // Bun may reuse the buffer after the callback returns.
+    if (!this.#ended) this.#controller.enqueue(data.slice());
+  }
+
+  /** Writes what the kernel takes now; the rest waits for `drain`. */
+  flush(): void {
+    while (this.#pending.length > 0) {
+      const head = this.#pending[0];
+      const written = this.#socket.write(head.data);
+      if (written < 0) return this.end(new Error("Socket closed"));
+      if (written < head.data.length) {
+        head.data = head.data.subarray(written);
+        return;
+      }
+      this.#pending.shift();
+      head.done();
+    }
+  }
+
+  end(error: Error | null): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (error) this.#controller.error(error);
+    else this.#controller.close();
+    const failure = error ?? new Error("Socket closed");
+    for (const write of this.#pending.splice(0)) write.fail(failure);
+  }
+
+  #write(data: Uint8Array): Promise<void> {
+    if (this.#ended) return Promise.reject(new Error("Socket closed"));
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#pending.push({ data, done: resolve, fail: reject });
+    if (this.#pending.length === 1) this.flush();
+    return promise;
+  }
+}

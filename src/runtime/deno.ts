@@ -1,0 +1,214 @@
+/**
+ * The Deno adapter: `Deno.Command`, `Deno.addSignalListener`, `Deno.listen`,
+ * `Deno.serve`.
+ *
+ * @module
+ */
+import type {
+  ChildProcess,
+  Connection,
+  ExitStatus,
+  HttpServerHandle,
+  Runtime,
+  SignalName,
+  SpawnOptions,
+  UnixListener,
+} from "./types.ts";
+import { isAlive } from "./_posix.ts";
+
+const PERMISSIONS = [
+  "read",
+  "write",
+  "net",
+  "env",
+  "run",
+  "sys",
+  "ffi",
+  "import",
+] as const;
+
+/** Creates the Deno adapter; throws when not running under Deno. */
+export function denoRuntime(): Runtime {
+  if (typeof Deno === "undefined" || typeof Deno.Command !== "function") {
+    throw new Error("Cannot load the workerpool Deno adapter: not on Deno");
+  }
+  return {
+    name: "deno",
+    version: Deno.version.deno,
+    pid: Deno.pid,
+    scriptCommand,
+    missingPoolPermission,
+    getEnv(name) {
+      // Reading without permission would prompt or throw; unknown means unset.
+      if (!granted({ name: "env", variable: name })) return undefined;
+      return Deno.env.get(name);
+    },
+    deleteEnv(name) {
+      if (granted({ name: "env", variable: name })) Deno.env.delete(name);
+    },
+    spawn,
+    kill(pid, signal) {
+      try {
+        Deno.kill(pid, signal);
+        return true;
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return false;
+        // ESRCH surfaces as a plain Error in some Deno versions.
+        if (/ESRCH|No such process/.test(String(error))) return false;
+        throw error;
+      }
+    },
+    isAlive,
+    onSignal(signal, listener) {
+      Deno.addSignalListener(signal as Deno.Signal, listener);
+      return () => Deno.removeSignalListener(signal as Deno.Signal, listener);
+    },
+    exit: (code) => Deno.exit(code),
+    unrefTimer: (timer) => Deno.unrefTimer(timer as unknown as number),
+    listenUnix,
+    async connectUnix(path) {
+      return wrapConn(await Deno.connect({ transport: "unix", path }));
+    },
+    reusePortError() {
+      // Without --unstable-net, Deno.serve({ reusePort }) exits the process
+      // with code 70 and nothing can catch it; listenDatagram is unstable-net
+      // only, so its presence tells beforehand.
+      return typeof (Deno as { listenDatagram?: unknown }).listenDatagram ===
+          "function"
+        ? null
+        : 'Deno needs --unstable-net (or "unstable": ["net"] in deno.json)';
+    },
+    serve,
+  };
+}
+
+function granted(descriptor: Deno.PermissionDescriptor): boolean {
+  return Deno.permissions.querySync(descriptor).state === "granted";
+}
+
+function scriptCommand(): { command: string; args: string[] } {
+  const allowed = PERMISSIONS.filter((name) => granted({ name }));
+  const flags = allowed.length === PERMISSIONS.length
+    ? ["--allow-all"]
+    : allowed.map((name) => `--allow-${name}`);
+  return {
+    command: Deno.execPath(),
+    args: [
+      "run",
+      ...flags,
+      // A worker must never block on a permission prompt.
+      "--no-prompt",
+      "--unstable-net",
+      Deno.mainModule,
+      ...Deno.args,
+    ],
+  };
+}
+
+function missingPoolPermission(controlDir: string): string | null {
+  const needed: [string, Deno.PermissionDescriptor][] = [
+    ["--allow-run", { name: "run", command: Deno.execPath() }],
+    ["--allow-env", { name: "env", variable: "WORKERPOOL_WORKER_ID" }],
+    ["--allow-read", { name: "read", path: controlDir }],
+    ["--allow-write", { name: "write", path: controlDir }],
+  ];
+  const missing = needed.filter(([, d]) => !granted(d)).map(([flag]) => flag);
+  return missing.length === 0 ? null : missing.join(", ");
+}
+
+function spawn(command: string, options: SpawnOptions): ChildProcess {
+  const args = options.detached ? [command, ...options.args] : options.args;
+  // Deno.Command cannot start a new session itself; setsid(1) can.
+  const child = new Deno.Command(options.detached ? "setsid" : command, {
+    args,
+    env: options.env,
+    stdin: options.stdin ?? "inherit",
+    stdout: options.stdout ?? "inherit",
+    stderr: options.stderr ?? "inherit",
+  }).spawn();
+  const status: Promise<ExitStatus> = child.status.then((s) => ({
+    code: s.code,
+    signal: s.signal,
+  }));
+  let exited = false;
+  status.then(() => exited = true);
+  return {
+    pid: child.pid,
+    stdout: options.stdout === "piped" ? child.stdout : null,
+    stderr: options.stderr === "piped" ? child.stderr : null,
+    status,
+    kill(signal: SignalName) {
+      if (exited) return false;
+      try {
+        child.kill(signal);
+        return true;
+      } catch (error) {
+        // The child exited between our check and the kill.
+        if (error instanceof TypeError) return false;
+        throw error;
+      }
+    },
+    unref: () => child.unref(),
+  };
+}
+
+function listenUnix(
+  path: string,
+  onConnection: (connection: Connection) => void,
+): UnixListener {
+  const listener = Deno.listen({ transport: "unix", path });
+  let closed = false;
+  (async () => {
+    try {
+      for await (const conn of listener) onConnection(wrapConn(conn));
+    } catch (error) {
+      if (!closed) throw error;
+    }
+  })();
+  return {
+    close() {
+      if (closed) return;
+      closed = true;
+      listener.close();
+    },
+  };
+}
+
+function wrapConn(conn: Deno.Conn): Connection {
+  const writer = conn.writable.getWriter();
+  let closed = false;
+  return {
+    readable: conn.readable,
+    write: (data) => writer.write(data),
+    close() {
+      if (closed) return;
+      closed = true;
+      try {
+        conn.close();
+      } catch (error) {
+        // The stream side may have closed the resource already.
+        if (!(error instanceof Deno.errors.BadResource)) throw error;
+      }
+    },
+  };
+}
+
+function serve(
+  options: { port: number; hostname: string; reusePort: boolean },
+  handler: (request: Request) => Response | Promise<Response>,
+): Promise<HttpServerHandle> {
+  const { promise, resolve } = Promise.withResolvers<HttpServerHandle>();
+  const server = Deno.serve({
+    port: options.port,
+    hostname: options.hostname,
+    reusePort: options.reusePort,
+    onListen(addr) {
+      resolve({
+        port: addr.port,
+        hostname: addr.hostname,
+        shutdown: () => server.shutdown(),
+      });
+    },
+  }, handler);
+  return promise;
+}

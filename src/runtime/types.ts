@@ -1,0 +1,123 @@
+/**
+ * The runtime seam: everything workerpool needs from Deno or Bun, behind one
+ * interface. Only the adapters in this folder touch `Deno.*` or `Bun.*`.
+ *
+ * @module
+ */
+
+/** The signals workerpool sends or listens to. */
+export type SignalName =
+  | "SIGTERM"
+  | "SIGINT"
+  | "SIGKILL"
+  | "SIGSTOP"
+  | "SIGCONT"
+  | "SIGHUP"
+  | "SIGQUIT";
+
+/** How a child's standard stream is connected. */
+export type StdioMode = "inherit" | "null" | "piped";
+
+/** Options of {@linkcode Runtime.spawn}. */
+export interface SpawnOptions {
+  /** Arguments after the command. */
+  args: string[];
+  /** Variables added to the parent's environment. */
+  env?: Record<string, string>;
+  stdin?: "inherit" | "null";
+  stdout?: StdioMode;
+  stderr?: StdioMode;
+  /** Start the child in a session of its own (no controlling terminal). */
+  detached?: boolean;
+}
+
+/** How a child process ended. */
+export interface ExitStatus {
+  /** Exit code; 128 + n when killed by signal n. */
+  code: number;
+  /** The signal that killed it, if any. */
+  signal: string | null;
+}
+
+/** A spawned process. */
+export interface ChildProcess {
+  readonly pid: number;
+  /** The child's stdout when spawned with `"piped"`. */
+  readonly stdout: ReadableStream<Uint8Array> | null;
+  /** The child's stderr when spawned with `"piped"`. */
+  readonly stderr: ReadableStream<Uint8Array> | null;
+  /** Resolves once the child has exited and been reaped. */
+  readonly status: Promise<ExitStatus>;
+  /** Sends a signal; false when the child has already exited. */
+  kill(signal: SignalName): boolean;
+  /** Lets the parent exit while the child runs on. */
+  unref(): void;
+}
+
+/** A byte stream over a Unix socket. */
+export interface Connection {
+  /** Chunks as they arrive; ends on end-of-file. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Resolves once the bytes are handed to the kernel (backpressure). */
+  write(data: Uint8Array): Promise<void>;
+  /** Closes both directions; idempotent. */
+  close(): void;
+}
+
+/** A listening Unix socket. */
+export interface UnixListener {
+  /** Stops accepting; open connections stay open. Idempotent. */
+  close(): void;
+}
+
+/** Options of {@linkcode Runtime.serve}. */
+export interface HttpServeOptions {
+  port: number;
+  hostname: string;
+  reusePort: boolean;
+}
+
+/** A running HTTP server. */
+export interface HttpServerHandle {
+  readonly port: number;
+  readonly hostname: string;
+  /** Stops accepting and resolves once in-flight requests are answered. */
+  shutdown(): Promise<void>;
+}
+
+/** Everything workerpool needs from the JavaScript runtime. */
+export interface Runtime {
+  readonly name: "deno" | "bun";
+  readonly version: string;
+  readonly pid: number;
+  /**
+   * The command that re-runs the current script as a worker, with the same
+   * runtime flags (Deno: never more permissions than this process has).
+   */
+  scriptCommand(): { command: string; args: string[] };
+  /** Describes what the current process lacks to supervise a pool, or null. */
+  missingPoolPermission(controlDir: string): string | null;
+  getEnv(name: string): string | undefined;
+  deleteEnv(name: string): void;
+  spawn(command: string, options: SpawnOptions): ChildProcess;
+  /** Signals any process; false when there is no such process. */
+  kill(pid: number, signal: SignalName): boolean;
+  /** Whether a process with this pid exists (zombies count as gone). */
+  isAlive(pid: number): boolean;
+  /** Adds a signal listener; returns the function that removes it. */
+  onSignal(signal: SignalName, listener: () => void): () => void;
+  exit(code: number): never;
+  /** Keeps a timer from holding the process open. */
+  unrefTimer(timer: ReturnType<typeof setTimeout>): void;
+  listenUnix(
+    path: string,
+    onConnection: (connection: Connection) => void,
+  ): UnixListener;
+  connectUnix(path: string): Promise<Connection>;
+  /** Whether {@linkcode Runtime.serve} can use `reusePort` here. */
+  reusePortError(): string | null;
+  serve(
+    options: HttpServeOptions,
+    handler: (request: Request) => Response | Promise<Response>,
+  ): Promise<HttpServerHandle>;
+}

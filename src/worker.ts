@@ -1,0 +1,223 @@
+/**
+ * `WorkerBase`: the lifecycle every worker process runs: `onStart`
+ * callbacks, `main()`, `onShutdown` callbacks.
+ *
+ * @module
+ */
+import { BootError } from "./errors.ts";
+import {
+  createLogger,
+  type Logger,
+  type LogRecord,
+  stderrHandler,
+} from "./logging.ts";
+
+/** A start or shutdown callback; may be sync or async. */
+export type LifecycleCallback = () => void | Promise<void>;
+
+type State = "idle" | "starting" | "running" | "stopping" | "stopped";
+
+/** Where a worker's log records go; the worker process re-routes them. */
+export const logSink: unique symbol = Symbol("workerpool.logSink");
+
+const defaultHandler = stderrHandler("DEBUG");
+
+/**
+ * The base class of a worker. Subclass it, implement {@linkcode main}, and
+ * register initialisation and cleanup with {@linkcode onStart} and
+ * {@linkcode onShutdown}.
+ *
+ * `SIGTERM` calls {@linkcode terminate}: the worker is marked as stopping,
+ * `main()` is awaited, then the shutdown callbacks run. `SIGINT` calls
+ * {@linkcode interrupt}: `main()` is abandoned (its {@linkcode signal} is
+ * aborted) and the shutdown callbacks run at once.
+ *
+ * @example A worker that ticks until it is stopped
+ * ```ts
+ * import { WorkerBase } from "@workerpool/core";
+ *
+ * class Ticker extends WorkerBase {
+ *   ticks = 0;
+ *   constructor(id: number) {
+ *     super(id);
+ *     this.onShutdown(() => console.log(`#${this.id} ticked ${this.ticks}`));
+ *   }
+ *   async main() {
+ *     while (this.isRunning()) {
+ *       this.ticks++;
+ *       await this.sleep(10);
+ *     }
+ *   }
+ * }
+ *
+ * const worker = new Ticker(0);
+ * const done = worker.start();
+ * setTimeout(() => worker.terminate(), 30);
+ * await done;
+ * ```
+ */
+export abstract class WorkerBase {
+  #id: number;
+  #state: State = "idle";
+  #controller = new AbortController();
+  #startCallbacks: LifecycleCallback[] = [];
+  #shutdownCallbacks: LifecycleCallback[] = [];
+  #interrupted = Promise.withResolvers<"interrupted">();
+  #lifecycle: Promise<void> | undefined;
+  #logger: Logger;
+  [logSink]: (record: LogRecord) => void = (record) =>
+    defaultHandler.handle({ ...record, workerId: this.#id, pid: 0 });
+
+  /** Creates worker `id`; ids are non-negative integers. */
+  constructor(id: number) {
+    if (!Number.isSafeInteger(id) || id < 0) {
+      throw new RangeError(
+        `Cannot create worker: id must be a non-negative integer, got ${
+          String(id)
+        }`,
+      );
+    }
+    this.#id = id;
+    this.#logger = createLogger("default", (record) => this[logSink](record));
+  }
+
+  /** The logical worker id, kept across restarts. */
+  get id(): number {
+    return this.#id;
+  }
+
+  /** Aborted when the worker stops or is interrupted. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** Logs through the master: records carry this worker's id and pid. */
+  get logger(): Logger {
+    return this.#logger;
+  }
+
+  /** True from {@linkcode start} until the worker is stopped. */
+  isRunning(): boolean {
+    return this.#state === "starting" || this.#state === "running";
+  }
+
+  /** Appends a callback run, in order, before {@linkcode main}. */
+  onStart(callback: LifecycleCallback): void {
+    this.#startCallbacks.push(checkCallback("onStart", callback));
+  }
+
+  /** Appends a callback run, in order, after {@linkcode main}. */
+  onShutdown(callback: LifecycleCallback): void {
+    this.#shutdownCallbacks.push(checkCallback("onShutdown", callback));
+  }
+
+  /** Marks the worker as stopping: `isRunning()` turns false, `signal` aborts. */
+  stop(): void {
+    if (this.#state === "stopping" || this.#state === "stopped") return;
+    this.#state = this.#state === "idle" ? "stopped" : "stopping";
+    this.#controller.abort(
+      new DOMException("The worker is stopping", "AbortError"),
+    );
+  }
+
+  /**
+   * The `SIGTERM` path: stops the worker, waits for `main()` to return, then
+   * runs the shutdown callbacks. Resolves when the lifecycle has ended.
+   */
+  terminate(): Promise<void> {
+    this.stop();
+    return this.#settled();
+  }
+
+  /**
+   * The `SIGINT` path: stops the worker and runs the shutdown callbacks
+   * without waiting for `main()`. Resolves when the lifecycle has ended.
+   */
+  interrupt(): Promise<void> {
+    this.stop();
+    this.#interrupted.resolve("interrupted");
+    return this.#settled();
+  }
+
+  /** Resolves after `ms`, or as soon as the worker stops. */
+  sleep(ms: number): Promise<void> {
+    const signal = this.#controller.signal;
+    if (signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done);
+    });
+  }
+
+  /** The worker's job: loop while {@linkcode isRunning}. May be sync or async. */
+  abstract main(): void | Promise<void>;
+
+  /**
+   * Runs the lifecycle: start callbacks, `main()`, shutdown callbacks.
+   * Rejects with a {@linkcode BootError} when a start callback fails, or with
+   * the error `main()` or a shutdown callback threw (after all shutdown
+   * callbacks ran). Calling it again returns the same promise.
+   */
+  start(): Promise<void> {
+    this.#lifecycle ??= this.#run();
+    return this.#lifecycle;
+  }
+
+  async #run(): Promise<void> {
+    if (this.#state === "stopped") return;
+    this.#state = "starting";
+    try {
+      for (const callback of this.#startCallbacks) await callback();
+    } catch (error) {
+      this.#state = "stopped";
+      this.#controller.abort(error);
+      throw new BootError(this.#id, error);
+    }
+    let failure: { error: unknown } | undefined;
+    if (this.#state === "starting") {
+      this.#state = "running";
+      const main = (async () => await this.main())();
+      const outcome = await Promise.race([
+        main.then(() => undefined, (error) => ({ error })),
+        this.#interrupted.promise,
+      ]);
+      if (outcome !== "interrupted") failure = outcome;
+    }
+    this.stop();
+    for (const callback of this.#shutdownCallbacks) {
+      try {
+        await callback();
+      } catch (error) {
+        // Later callbacks still run: each releases its own resources.
+        failure ??= { error };
+        this.#logger.error("onShutdown callback failed", error);
+      }
+    }
+    this.#state = "stopped";
+    if (failure) throw failure.error;
+  }
+
+  #settled(): Promise<void> {
+    // Errors belong to whoever awaits start(); this only waits.
+    return (this.#lifecycle ?? Promise.resolve()).then(noop, noop);
+  }
+}
+
+function noop(): void {}
+
+function checkCallback(
+  name: string,
+  callback: LifecycleCallback,
+): LifecycleCallback {
+  if (typeof callback !== "function") {
+    throw new TypeError(
+      `Cannot add ${name} callback: expected a function, got ${typeof callback}`,
+    );
+  }
+  return callback;
+}

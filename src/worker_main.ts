@@ -1,0 +1,141 @@
+/**
+ * The worker side of a pool: what `Supervisor.main()` does in a process the
+ * master spawned. Connects the control channel, forwards logs, beats, maps
+ * signals to the lifecycle, and leaves when the master is gone.
+ *
+ * @module
+ */
+import { ChannelClient, type WireRecord } from "./channel.ts";
+import { BootError, describe, EXIT_BOOT_ERROR } from "./errors.ts";
+import { createLogger, type LogRecord, toJsonSafe } from "./logging.ts";
+import { WORKER_ENV } from "./pool.ts";
+import type { Runtime } from "./runtime/mod.ts";
+import { logSink, type WorkerBase } from "./worker.ts";
+
+/** What the master tells a worker process through its environment. */
+export interface WorkerEnv {
+  id: number;
+  socket: string;
+  token: string;
+  heartbeatInterval: number;
+  gracefulTimeout: number;
+}
+
+/** How long a leaving worker waits for its last frames to go out. */
+const FLUSH_MS = 2000;
+
+/**
+ * Reads (and removes, so the worker's own children do not inherit them) the
+ * variables of a worker process; null in the master.
+ */
+export function takeWorkerEnv(runtime: Runtime): WorkerEnv | null {
+  const id = runtime.getEnv(WORKER_ENV.id);
+  if (id === undefined) return null;
+  const value = (name: string) => {
+    const text = runtime.getEnv(name) ?? "";
+    runtime.deleteEnv(name);
+    return text;
+  };
+  return {
+    id: Number(value(WORKER_ENV.id)),
+    socket: value(WORKER_ENV.socket),
+    token: value(WORKER_ENV.token),
+    heartbeatInterval: Number(value(WORKER_ENV.heartbeat)) || 1000,
+    gracefulTimeout: Number(value(WORKER_ENV.graceful)) || 30000,
+  };
+}
+
+/** Runs one worker's lifecycle under a master; resolves with the exit code. */
+export async function runWorker(
+  runtime: Runtime,
+  create: (id: number) => WorkerBase,
+  env: WorkerEnv,
+): Promise<number> {
+  const who = `worker ${env.id} (pid ${runtime.pid})`;
+  let client: ChannelClient;
+  try {
+    client = await ChannelClient.connect(runtime, env.socket, {
+      t: "hello",
+      id: env.id,
+      pid: runtime.pid,
+      token: env.token,
+    });
+  } catch (error) {
+    console.error(
+      `workerpool: ${who} cannot reach its master: ${describe(error)}`,
+    );
+    return 1;
+  }
+  const forward = (record: LogRecord) =>
+    client.send({ t: "log", record: toWire(record) });
+  const log = createLogger("workerpool.worker", forward);
+  const beat = setInterval(
+    () => client.send({ t: "hb" }),
+    env.heartbeatInterval,
+  );
+  const removers: (() => void)[] = [];
+  let code = 0;
+  try {
+    // A factory that throws is a boot error as much as a failing onStart.
+    const worker = bootErrorOnThrow(env.id, () => create(env.id));
+    worker[logSink] = forward;
+    worker.onStart(() => client.send({ t: "ready" }));
+    removers.push(
+      runtime.onSignal("SIGTERM", () => void worker.terminate()),
+      runtime.onSignal("SIGINT", () => void worker.interrupt()),
+    );
+    client.closed.then(() => {
+      if (!worker.isRunning()) return;
+      console.error(`workerpool: ${who}: the master is gone; shutting down`);
+      worker.terminate();
+      // An orphan must go even if its main() ignores the stop.
+      const timer = setTimeout(() => runtime.exit(1), env.gracefulTimeout);
+      runtime.unrefTimer(timer);
+    });
+    await worker.start();
+  } catch (error) {
+    if (error instanceof BootError) {
+      code = EXIT_BOOT_ERROR;
+      console.error(`workerpool: ${who}: ${error.message}`);
+      client.send({ t: "boot-error", message: describe(error.cause) });
+    } else {
+      code = 1;
+      console.error(`workerpool: ${who} failed:`, error);
+      log.error(`${who} failed: ${describe(error)}`);
+    }
+  } finally {
+    clearInterval(beat);
+    for (const remove of removers) remove();
+  }
+  await withTimeout(client.flush(), FLUSH_MS);
+  client.close();
+  return code;
+}
+
+function bootErrorOnThrow<T>(id: number, create: () => T): T {
+  try {
+    return create();
+  } catch (error) {
+    throw new BootError(id, error);
+  }
+}
+
+function toWire(record: LogRecord): WireRecord {
+  return {
+    msg: record.msg,
+    args: toJsonSafe(record.args),
+    datetime: record.datetime.getTime(),
+    level: record.level,
+    levelName: record.levelName,
+    loggerName: record.loggerName,
+  };
+}
+
+async function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    promise,
+    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+  ]);
+  clearTimeout(timer);
+}
