@@ -130,11 +130,11 @@ export class Pool {
   async start(): Promise<void> {
     if (this.#state !== "idle") return;
     this.#controlDir = mkdtempSync(join(tmpdir(), "workerpool-"));
-    const missing = this.#runtime.missingPoolPermission(this.#controlDir);
-    if (missing !== null) {
-      throw new Error(`Cannot start the pool: the master needs ${missing}`);
-    }
     const socket = this.#socketPath();
+    const missing = this.#runtime.missingPoolPermission(socket);
+    if (missing !== null) {
+      throw new Error(`the master needs ${missing} (or -A)`);
+    }
     rmSync(socket, { force: true });
     this.#listener = this.#runtime.listenUnix(socket, (c) => this.#accept(c));
     this.#outputs = await Outputs.open(

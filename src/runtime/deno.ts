@@ -105,12 +105,14 @@ function scriptCommand(): { command: string; args: string[] } {
   };
 }
 
-function missingPoolPermission(controlDir: string): string | null {
+function missingPoolPermission(socketPath: string): string | null {
   const needed: [string, Deno.PermissionDescriptor][] = [
     ["--allow-run", { name: "run", command: Deno.execPath() }],
     ["--allow-env", { name: "env", variable: "WORKERPOOL_WORKER_ID" }],
-    ["--allow-read", { name: "read", path: controlDir }],
-    ["--allow-write", { name: "write", path: controlDir }],
+    ["--allow-read", { name: "read", path: socketPath }],
+    ["--allow-write", { name: "write", path: socketPath }],
+    // Unix sockets count as network access in Deno.
+    ["--allow-net", { name: "net", host: `unix:${socketPath}` }],
   ];
   const missing = needed.filter(([, d]) => !granted(d)).map(([flag]) => flag);
   return missing.length === 0 ? null : missing.join(", ");

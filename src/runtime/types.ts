@@ -95,8 +95,11 @@ export interface Runtime {
    * runtime flags (Deno: never more permissions than this process has).
    */
   scriptCommand(): { command: string; args: string[] };
-  /** Describes what the current process lacks to supervise a pool, or null. */
-  missingPoolPermission(controlDir: string): string | null;
+  /**
+   * The permissions the current process lacks to run a pool whose control
+   * socket is `socketPath` (Deno flags), or null.
+   */
+  missingPoolPermission(socketPath: string): string | null;
   getEnv(name: string): string | undefined;
   deleteEnv(name: string): void;
   spawn(command: string, options: SpawnOptions): ChildProcess;

@@ -1,0 +1,184 @@
+// Test helpers: run fixtures under the runtime running the tests, poll for
+// observable facts with a bound, and find every process a test started.
+import process from "node:process";
+import { readdirSync, readFileSync } from "node:fs";
+import { createServer, Socket } from "node:net";
+import { fileURLToPath } from "node:url";
+import { detectRuntime, loadRuntime } from "../src/runtime/mod.ts";
+import type { ChildProcess, SignalName } from "../src/runtime/mod.ts";
+
+export const runtime = await loadRuntime();
+
+/** Absolute path of a fixture script. */
+export function fixture(name: string): string {
+  return fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+}
+
+/** A script run as a master, with its output collected. */
+export interface Master {
+  readonly pid: number;
+  readonly tag: string;
+  readonly process: ChildProcess;
+  /** stdout and stderr so far. */
+  output(): string;
+  /** Resolves with the exit code once the master has exited. */
+  readonly exited: Promise<{ code: number; signal: string | null }>;
+  kill(signal: SignalName): boolean;
+}
+
+/**
+ * Starts `script` as `deno run -A` (or `denoFlags`) or `bun`, whichever runs the tests, with
+ * `env` added and a unique WORKERPOOL_TEST_TAG so its whole process tree can
+ * be found later.
+ */
+export function startScript(
+  script: string,
+  env: Record<string, string> = {},
+  denoFlags: string[] = ["-A"],
+): Master {
+  const tag = `t${crypto.randomUUID()}`;
+  const runArgs = detectRuntime() === "deno"
+    ? ["run", ...denoFlags, script]
+    : [script];
+  const child = runtime.spawn(process.execPath, {
+    args: runArgs,
+    env: { ...env, WORKERPOOL_TEST_TAG: tag },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+  let text = "";
+  const decoder = new TextDecoder();
+  const collect = async (stream: ReadableStream<Uint8Array> | null) => {
+    if (stream === null) return;
+    for await (const chunk of stream) text += decoder.decode(chunk);
+  };
+  const streams = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  const exited = Promise.all([child.status, streams]).then(([s]) => s);
+  return {
+    pid: child.pid,
+    tag,
+    process: child,
+    output: () => text,
+    exited,
+    kill: (signal) => child.kill(signal),
+  };
+}
+
+/** Polls `check` until it returns a value other than undefined/false. */
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** Pids of live (non-zombie) processes whose environment carries `tag`. */
+export function taggedPids(tag: string): number[] {
+  const needle = `WORKERPOOL_TEST_TAG=${tag}`;
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const environ = readFileSync(`/proc/${entry}/environ`, "latin1");
+      if (environ.split("\0").includes(needle)) {
+        const pid = Number(entry);
+        if (runtime.isAlive(pid)) pids.push(pid);
+      }
+    } catch {
+      // The process exited while we looked: it is not left behind.
+    }
+  }
+  return pids;
+}
+
+/** Waits until no process of the tree tagged `tag` is alive. */
+export function waitAllGone(tag: string, timeoutMs = 30_000): Promise<true> {
+  return waitFor(
+    `every process tagged ${tag} to exit`,
+    () => taggedPids(tag).length === 0,
+    timeoutMs,
+  );
+}
+
+/** SIGKILLs, by pid, whatever the test left alive: cleanup after a failure. */
+export async function cleanup(master: Master): Promise<void> {
+  for (const pid of taggedPids(master.tag)) runtime.kill(pid, "SIGKILL");
+  master.kill("SIGKILL");
+  await master.exited;
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** One HTTP/1.1 GET on a fresh connection; resolves with the body. */
+export function httpGet(port: number, path = "/"): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = new Socket();
+    const chunks: Uint8Array[] = [];
+    socket.once("error", reject);
+    socket.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+    socket.once("close", () => {
+      const text = new TextDecoder().decode(concat(chunks));
+      const split = text.indexOf("\r\n\r\n");
+      if (!text.startsWith("HTTP/1.1 200") || split === -1) {
+        reject(new Error(`Bad response: ${JSON.stringify(text.slice(0, 80))}`));
+      } else resolve(text.slice(split + 4));
+    });
+    socket.connect(port, "127.0.0.1", () => {
+      socket.end(
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+      );
+    });
+  });
+}
+
+/** Tries GETs until one answers; resolves with its body. */
+export function getWhenUp(port: number, timeoutMs = 30_000): Promise<string> {
+  return waitFor(`port ${port} to answer`, async () => {
+    try {
+      return await httpGet(port);
+    } catch {
+      return undefined;
+    }
+  }, timeoutMs);
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/** Lines of the events file a fixture appends to. */
+export function readEvents(path: string): string[] {
+  try {
+    return readFileSync(path, "utf8").split("\n").filter((l) => l !== "");
+  } catch (error) {
+    if ((error as { code?: string }).code === "ENOENT") return [];
+    throw error;
+  }
+}

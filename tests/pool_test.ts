@@ -1,0 +1,262 @@
+// Integration: real pools of real processes under the runtime running the
+// tests, real signals, real HTTP on one shared port.
+import process from "node:process";
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  cleanup,
+  fixture,
+  freePort,
+  getWhenUp,
+  readEvents,
+  runtime,
+  startScript,
+  taggedPids,
+  waitAllGone,
+  waitFor,
+} from "./_helpers.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "workerpool-test-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const pool = fixture("pool.ts");
+
+/** Collects "id pid" answers until `ids` distinct worker ids were seen. */
+async function answersFromIds(port: number, ids: number) {
+  const seen = new Map<number, number>();
+  await waitFor(`${ids} distinct workers to answer`, async () => {
+    const [id, pid] = (await getWhenUp(port)).split(" ").map(Number);
+    seen.set(id, pid);
+    return seen.size >= ids;
+  });
+  return seen;
+}
+
+describe("a pool on one port", () => {
+  test("answers HTTP from two distinct worker pids", async () => {
+    const port = await freePort();
+    const master = startScript(pool, { FIXTURE_PORT: String(port) });
+    try {
+      const seen = await answersFromIds(port, 2);
+      assert.deepEqual([...seen.keys()].sort(), [0, 1]);
+      assert.equal(new Set(seen.values()).size, 2);
+      assert.ok(![...seen.values()].includes(master.pid));
+      assert.ok(master.kill("SIGTERM"));
+      assert.equal((await master.exited).code, 0);
+      await waitAllGone(master.tag);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("replaces a worker killed with SIGKILL under the same id", async () => {
+    const port = await freePort();
+    const master = startScript(pool, { FIXTURE_PORT: String(port) });
+    try {
+      const before = await answersFromIds(port, 2);
+      const victim = before.get(0)!;
+      runtime.kill(victim, "SIGKILL");
+      const replacement = await waitFor("a new pid for worker 0", async () => {
+        const [id, pid] = (await getWhenUp(port)).split(" ").map(Number);
+        return id === 0 && pid !== victim ? pid : undefined;
+      });
+      assert.notEqual(replacement, victim);
+      assert.equal(runtime.isAlive(victim), false);
+      assert.match(
+        master.output(),
+        new RegExp(`pid ${victim}\\) was killed by SIGKILL`),
+      );
+      master.kill("SIGTERM");
+      assert.equal((await master.exited).code, 0);
+      await waitAllGone(master.tag);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("SIGTERM runs the callbacks in order on both sides and exits 0", async () => {
+    const port = await freePort();
+    const events = join(dir, "sigterm.events");
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_EVENTS: events,
+    });
+    try {
+      await answersFromIds(port, 2);
+      await waitFor(
+        "both workers in main",
+        () =>
+          readEvents(events).filter((e) => e.includes("main-begin")).length ===
+            2,
+      );
+      master.kill("SIGTERM");
+      master.kill("SIGTERM"); // repeated: must change nothing
+      assert.equal((await master.exited).code, 0);
+      await waitAllGone(master.tag);
+      const lines = readEvents(events);
+      const names = lines.map((l) => l.split(" ").slice(0, 2).join(" "));
+      assert.equal(names[0], "master start");
+      assert.equal(names.at(-1), "master shutdown");
+      for (const id of [0, 1]) {
+        assert.deepEqual(
+          names.filter((n) => n.startsWith(`worker${id} `)),
+          [
+            "start1",
+            "start2",
+            "main-begin",
+            "main-end",
+            "shutdown1",
+            "shutdown2",
+          ]
+            .map((step) => `worker${id} ${step}`),
+        );
+      }
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("SIGINT aborts main(), runs the shutdown callbacks, leaves nothing", async () => {
+    const events = join(dir, "sigint.events");
+    const master = startScript(pool, {
+      FIXTURE_BEHAVIOUR: "interrupt",
+      FIXTURE_EVENTS: events,
+    });
+    try {
+      await waitFor(
+        "both workers in main",
+        () =>
+          readEvents(events).filter((e) => e.includes("main-begin")).length ===
+            2,
+      );
+      master.kill("SIGINT");
+      master.kill("SIGINT");
+      assert.equal((await master.exited).code, 0);
+      await waitAllGone(master.tag);
+      const names = readEvents(events).map((l) =>
+        l.split(" ").slice(0, 2).join(" ")
+      );
+      for (const id of [0, 1]) {
+        const own = names.filter((n) => n.startsWith(`worker${id} `));
+        assert.deepEqual(own.slice(-3), [
+          `worker${id} main-aborted`,
+          `worker${id} shutdown1`,
+          `worker${id} shutdown2`,
+        ]);
+        assert.ok(!own.includes(`worker${id} main-end`));
+      }
+      assert.equal(names.at(-1), "master shutdown");
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("a worker ignoring SIGTERM is killed after gracefulTimeout", async () => {
+    const events = join(dir, "stuck.events");
+    const master = startScript(pool, {
+      FIXTURE_BEHAVIOUR: "stuck",
+      FIXTURE_EVENTS: events,
+      FIXTURE_WORKERS: "1",
+      FIXTURE_GRACEFULTIMEOUT: "300",
+    });
+    try {
+      await waitFor(
+        "the worker in main",
+        () => readEvents(events).some((e) => e.includes("main-begin")),
+      );
+      master.kill("SIGTERM");
+      assert.equal((await master.exited).code, 0);
+      await waitAllGone(master.tag);
+      assert.match(
+        master.output(),
+        /still running after gracefulTimeout 300 ms; sent SIGKILL/,
+      );
+      assert.ok(!readEvents(events).some((e) => e.includes("shutdown1")));
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("a port held without reusePort is a boot error naming the port", async () => {
+    const port = await freePort();
+    const holder = createServer();
+    await new Promise<void>((resolve) =>
+      holder.listen(port, "127.0.0.1", resolve)
+    );
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "1",
+      FIXTURE_MAXBOOTERRORS: "2",
+    });
+    try {
+      const { code } = await master.exited;
+      assert.equal(code, 3);
+      assert.match(
+        master.output(),
+        new RegExp(`Cannot listen on 127\\.0\\.0\\.1:${port}`),
+      );
+      assert.match(
+        master.output(),
+        /failed to start 2 times in a row; halting the pool/,
+      );
+      await waitAllGone(master.tag);
+    } finally {
+      holder.close();
+      await cleanup(master);
+    }
+  });
+});
+
+describe("worker processes", () => {
+  test("run with the master's runtime flags, never more permissions", async () => {
+    const events = join(dir, "flags.events");
+    const isDeno = runtime.name === "deno";
+    // Deno: a master without --allow-sys, --allow-ffi, --allow-import must not
+    // hand them on.
+    const master = startScript(
+      pool,
+      {
+        FIXTURE_EVENTS: events,
+        FIXTURE_WORKERS: "1",
+      },
+      [
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        "--allow-run",
+        "--allow-net",
+      ],
+    );
+    try {
+      const line = await waitFor(
+        "the worker in main",
+        () => readEvents(events).find((e) => e.includes("main-begin")),
+      );
+      const pid = Number(line.split(" ")[2]);
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      if (isDeno) {
+        assert.ok(argv.includes("--unstable-net"), argv.join(" "));
+        const allows = argv.filter((a) => a.startsWith("--allow"));
+        assert.deepEqual(allows.sort(), [
+          "--allow-env",
+          "--allow-net",
+          "--allow-read",
+          "--allow-run",
+          "--allow-write",
+        ]);
+        assert.ok(argv.includes("--no-prompt"));
+      } else {
+        assert.equal(argv[0], process.execPath);
+        assert.ok(argv.includes(pool), argv.join(" "));
+      }
+      master.kill("SIGTERM");
+      assert.equal((await master.exited).code, 0);
+      await waitAllGone(master.tag);
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
