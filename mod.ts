@@ -34,6 +34,7 @@ export { WorkerBase } from "./src/worker.ts";
 export type { LifecycleCallback } from "./src/worker.ts";
 export { Supervisor } from "./src/supervisor.ts";
 export type { MainOptions } from "./src/supervisor.ts";
+export type { SignalName } from "./src/runtime/mod.ts";
 export type {
   OutputTarget,
   SupervisorOptions,

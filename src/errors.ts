@@ -31,15 +31,8 @@ export class BootError extends Error {
 }
 
 /**
- * Thrown by {@linkcode Supervisor.main} when the pidfile belongs to a live
- * process: another pool is already running.
- *
- * @example Refusing a second start
- * ```ts
- * import { PidfileLockedError } from "@workerpool/core";
- * const error = new PidfileLockedError("app.pid", 1234);
- * console.assert(error.pid === 1234);
- * ```
+ * The pidfile belongs to a live process: another pool is already running.
+ * The master reports it and exits 1.
  */
 export class PidfileLockedError extends Error {
   /** The pid found in the pidfile. */

@@ -6,25 +6,44 @@
  */
 
 /** Numeric levels, the same as `@std/log`'s `LogLevels`. */
-export const LogLevels = {
+export const LogLevels: {
+  /** Everything. */
+  readonly NOTSET: 0;
+  /** Diagnostics. */
+  readonly DEBUG: 10;
+  /** Normal events. */
+  readonly INFO: 20;
+  /** Something unexpected that the pool survives. */
+  readonly WARN: 30;
+  /** A failure of one operation. */
+  readonly ERROR: 40;
+  /** A failure that stops the pool. */
+  readonly CRITICAL: 50;
+} = {
   NOTSET: 0,
   DEBUG: 10,
   INFO: 20,
   WARN: 30,
   ERROR: 40,
   CRITICAL: 50,
-} as const;
+};
 
 /** The name of a log level. */
 export type LevelName = keyof typeof LogLevels;
 
 /** A log record with the fields of `@std/log`'s `LogRecord`. */
 export interface LogRecord {
+  /** The message. */
   readonly msg: string;
+  /** The extra arguments passed after the message. */
   readonly args: unknown[];
+  /** When the record was made (in the process that logged it). */
   readonly datetime: Date;
+  /** The numeric level, see {@linkcode LogLevels}. */
   readonly level: number;
+  /** The level's name: `"INFO"`, `"WARN"`… */
   readonly levelName: string;
+  /** The logger's name: `"default"` for workers' own records. */
   readonly loggerName: string;
 }
 
@@ -38,10 +57,15 @@ export interface PoolLogRecord extends LogRecord {
 
 /** What a worker logs through (`WorkerBase.logger`). */
 export interface Logger {
+  /** Logs at DEBUG. */
   debug(msg: string, ...args: unknown[]): void;
+  /** Logs at INFO. */
   info(msg: string, ...args: unknown[]): void;
+  /** Logs at WARN. */
   warn(msg: string, ...args: unknown[]): void;
+  /** Logs at ERROR. */
   error(msg: string, ...args: unknown[]): void;
+  /** Logs at CRITICAL. */
   critical(msg: string, ...args: unknown[]): void;
 }
 
@@ -50,6 +74,7 @@ export interface Logger {
  * handler (`new ConsoleHandler("DEBUG")`, a `FileHandler`…) fits as is.
  */
 export interface LogHandler {
+  /** Takes one record; it must not throw. */
   handle(record: PoolLogRecord): void;
 }
 

@@ -44,9 +44,14 @@ const OUTPUT_DRAIN_MS = 2000;
 
 /** What a worker looks like from outside, in {@linkcode Supervisor.pool}. */
 export interface WorkerInfo {
+  /** The logical worker id. */
   readonly id: number;
   /** The current process, or null while it is being restarted. */
   readonly pid: number | null;
+  /**
+   * `starting` until its start callbacks finished, `ready` after,
+   * `stopping` once signalled, `restarting` while it waits for a new process.
+   */
   readonly state: "starting" | "ready" | "stopping" | "restarting";
   /** How many times this id's process was replaced. */
   readonly restarts: number;

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import process from "node:process";
 import { BootError } from "./errors.ts";
 import {
   createLogger,
@@ -17,10 +18,16 @@ export type LifecycleCallback = () => void | Promise<void>;
 
 type State = "idle" | "starting" | "running" | "stopping" | "stopped";
 
-/** Where a worker's log records go; the worker process re-routes them. */
-export const logSink: unique symbol = Symbol("workerpool.logSink");
-
 const defaultHandler = stderrHandler("DEBUG");
+const logSinks = new WeakMap<WorkerBase, (record: LogRecord) => void>();
+
+/** Sends `worker`'s log records to `sink` (the worker process forwards them). */
+export function setLogSink(
+  worker: WorkerBase,
+  sink: (record: LogRecord) => void,
+): void {
+  logSinks.set(worker, sink);
+}
 
 /**
  * The base class of a worker. Subclass it, implement {@linkcode main}, and
@@ -65,8 +72,6 @@ export abstract class WorkerBase {
   #interrupted = Promise.withResolvers<"interrupted">();
   #lifecycle: Promise<void> | undefined;
   #logger: Logger;
-  [logSink]: (record: LogRecord) => void = (record) =>
-    defaultHandler.handle({ ...record, workerId: this.#id, pid: 0 });
 
   /** Creates worker `id`; ids are non-negative integers. */
   constructor(id: number) {
@@ -78,7 +83,11 @@ export abstract class WorkerBase {
       );
     }
     this.#id = id;
-    this.#logger = createLogger("default", (record) => this[logSink](record));
+    this.#logger = createLogger("default", (record) => {
+      const sink = logSinks.get(this);
+      if (sink) sink(record);
+      else defaultHandler.handle({ ...record, workerId: id, pid: process.pid });
+    });
   }
 
   /** The logical worker id, kept across restarts. */

@@ -10,7 +10,7 @@ import { BootError, describe, EXIT_BOOT_ERROR } from "./errors.ts";
 import { createLogger, type LogRecord, toJsonSafe } from "./logging.ts";
 import { WORKER_ENV } from "./pool.ts";
 import type { Runtime } from "./runtime/mod.ts";
-import { logSink, type WorkerBase } from "./worker.ts";
+import { setLogSink, type WorkerBase } from "./worker.ts";
 
 /** What the master tells a worker process through its environment. */
 export interface WorkerEnv {
@@ -78,7 +78,7 @@ export async function runWorker(
   try {
     // A factory that throws is a boot error as much as a failing onStart.
     const worker = bootErrorOnThrow(env.id, () => create(env.id));
-    worker[logSink] = forward;
+    setLogSink(worker, forward);
     worker.onStart(() => client.send({ t: "ready" }));
     removers.push(
       runtime.onSignal("SIGTERM", () => void worker.terminate()),

@@ -144,8 +144,9 @@ export function httpGet(port: number, path = "/"): Promise<string> {
         reject(new Error(`Bad response: ${JSON.stringify(text.slice(0, 80))}`));
       } else resolve(text.slice(split + 4));
     });
+    // No half-close: servers may drop a request whose client already sent FIN.
     socket.connect(port, "127.0.0.1", () => {
-      socket.end(
+      socket.write(
         `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
       );
     });

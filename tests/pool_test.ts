@@ -15,7 +15,6 @@ import {
   readEvents,
   runtime,
   startScript,
-  taggedPids,
   waitAllGone,
   waitFor,
 } from "./_helpers.ts";

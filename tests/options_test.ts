@@ -1,0 +1,155 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Supervisor, WorkerBase } from "../mod.ts";
+
+class Idle extends WorkerBase {
+  main() {}
+}
+
+describe("new Supervisor()", () => {
+  test("defaults to workers 0 and 1 and the documented times", () => {
+    const supervisor = new Supervisor(Idle);
+    assert.deepEqual(supervisor.pool, []);
+  });
+
+  test("rejects bad worker counts, naming the value", () => {
+    for (const workers of [0, -1, 1.5, NaN, Infinity]) {
+      assert.throws(
+        () => new Supervisor(Idle, { workers }),
+        (e: Error) =>
+          e instanceof RangeError &&
+          e.message ===
+            `Cannot create supervisor: workers must be a positive integer, got ${workers}`,
+      );
+    }
+  });
+
+  test("rejects duplicate, negative, fractional and non-number ids", () => {
+    assert.throws(
+      () => new Supervisor(Idle, { workers: [1, 2, 1] }),
+      {
+        name: "RangeError",
+        message: "Cannot create supervisor: duplicate worker id 1",
+      },
+    );
+    assert.throws(() => new Supervisor(Idle, { workers: [-3] }), {
+      name: "RangeError",
+      message: /got -3$/,
+    });
+    assert.throws(() => new Supervisor(Idle, { workers: [0.5] }), {
+      name: "RangeError",
+      message: /got 0.5$/,
+    });
+    assert.throws(
+      () => new Supervisor(Idle, { workers: ["1"] as unknown as number[] }),
+      { name: "TypeError", message: /worker id must be a number, got "1"/ },
+    );
+    assert.throws(() => new Supervisor(Idle, { workers: [] }), {
+      name: "RangeError",
+      message: /at least one id/,
+    });
+    assert.throws(
+      () => new Supervisor(Idle, { workers: "12" as unknown as number[] }),
+      { name: "TypeError", message: /count or an iterable of ids, got "12"/ },
+    );
+  });
+
+  test("accepts any iterable of ids", () => {
+    assert.ok(new Supervisor(Idle, { workers: new Set([3, 7]) }));
+  });
+
+  test("rejects negative, non-finite and non-number times", () => {
+    const cases: [string, unknown, RegExp, string][] = [
+      ["gracefulTimeout", -1, /gracefulTimeout .*got -1$/, "RangeError"],
+      [
+        "workerTimeout",
+        Infinity,
+        /workerTimeout .*got Infinity$/,
+        "RangeError",
+      ],
+      ["checkInterval", 0, /checkInterval .*from 1 .*got 0$/, "RangeError"],
+      ["minUptime", NaN, /minUptime .*got NaN$/, "RangeError"],
+      ["maxRestartDelay", "5s", /maxRestartDelay .*got "5s"$/, "TypeError"],
+      [
+        "maxBootErrors",
+        0,
+        /maxBootErrors must be a positive integer, got 0$/,
+        "RangeError",
+      ],
+    ];
+    for (const [name, value, message, type] of cases) {
+      assert.throws(
+        () => new Supervisor(Idle, { [name]: value }),
+        { name: type, message },
+        name,
+      );
+    }
+  });
+
+  test("rejects a first argument that is neither a subclass nor a factory", () => {
+    class NotAWorker {}
+    const bad: [unknown, RegExp][] = [
+      [42, /expected a WorkerBase subclass or a factory, got 42/],
+      [null, /got null/],
+      [NotAWorker, /class NotAWorker does not extend WorkerBase/],
+      [WorkerBase, /WorkerBase is abstract/],
+    ];
+    for (const [worker, message] of bad) {
+      assert.throws(
+        () => new Supervisor(worker as typeof Idle),
+        { name: "TypeError", message },
+      );
+    }
+  });
+
+  test("accepts a factory", () => {
+    assert.ok(new Supervisor((id) => new Idle(id)));
+  });
+
+  test("rejects bad outputs, loggers and levels", () => {
+    assert.throws(() => new Supervisor(Idle, { stdout: "" }), {
+      name: "TypeError",
+      message:
+        /stdout must be "inherit", "null", a file path or a WritableStream, got ""/,
+    });
+    assert.throws(
+      () => new Supervisor(Idle, { logger: {} as never }),
+      {
+        name: "TypeError",
+        message: /logger must have a handle\(record\) method/,
+      },
+    );
+    assert.throws(
+      () => new Supervisor(Idle, { logLevel: "LOUD" as never }),
+      { name: "RangeError", message: /logLevel must be one of .*got "LOUD"/ },
+    );
+  });
+
+  test("addWorker and removeWorker before main() edit the ids", async () => {
+    const supervisor = new Supervisor(Idle, { workers: 1 });
+    supervisor.addWorker(5);
+    assert.throws(() => supervisor.addWorker(5), {
+      name: "RangeError",
+      message: "Cannot add worker: id 5 is already in the pool",
+    });
+    assert.throws(() => supervisor.addWorker(-1), { name: "RangeError" });
+    await supervisor.removeWorker(5);
+    await assert.rejects(supervisor.removeWorker(5), {
+      name: "RangeError",
+      message: "Cannot remove worker: no worker has id 5",
+    });
+  });
+
+  test("main() rejects bad options before doing anything", async () => {
+    const supervisor = new Supervisor(Idle);
+    await assert.rejects(supervisor.main({ pidfile: "" }), {
+      name: "TypeError",
+      message:
+        'Cannot start supervisor: pidfile must be a non-empty path, got ""',
+    });
+    await assert.rejects(
+      supervisor.main({ daemonize: "yes" as unknown as boolean }),
+      { name: "TypeError", message: /daemonize must be a boolean, got "yes"/ },
+    );
+  });
+});

@@ -1,0 +1,61 @@
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Pidfile, readPid } from "../src/pidfile.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "workerpool-pidfile-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const alive = (live: number[]) => (pid: number) => live.includes(pid);
+
+describe("Pidfile", () => {
+  test("writes the pid and leaves no temporary file", () => {
+    const path = join(dir, "a.pid");
+    const pidfile = Pidfile.acquire(path, 123, alive([]));
+    assert.equal(readFileSync(path, "utf8"), "123\n");
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith("a.")), [
+      "a.pid",
+    ]);
+    pidfile.release();
+    assert.equal(existsSync(path), false);
+  });
+
+  test("refuses a pidfile whose pid is alive, naming it", () => {
+    const path = join(dir, "b.pid");
+    writeFileSync(path, "77\n");
+    assert.throws(() => Pidfile.acquire(path, 123, alive([77])), {
+      name: "PidfileLockedError",
+      message: `Cannot write pidfile: ${path} holds pid 77, which is running`,
+    });
+    assert.equal(readFileSync(path, "utf8"), "77\n");
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith("b.")), [
+      "b.pid",
+    ]);
+  });
+
+  test("takes over a stale or garbled pidfile", () => {
+    for (const content of ["77\n", "not a pid", ""]) {
+      const path = join(dir, "c.pid");
+      writeFileSync(path, content);
+      const pidfile = Pidfile.acquire(path, 123, alive([]));
+      assert.equal(readPid(path), 123);
+      pidfile.release();
+    }
+  });
+
+  test("release() leaves a pidfile that another process took over", () => {
+    const path = join(dir, "d.pid");
+    const pidfile = Pidfile.acquire(path, 123, alive([]));
+    writeFileSync(path, "456\n");
+    pidfile.release();
+    assert.equal(readFileSync(path, "utf8"), "456\n");
+  });
+});
