@@ -1,0 +1,529 @@
+// Each benchmark figure: the measurement, its baseline from the same run,
+// and the target it is held to.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import {
+  BIN,
+  childrenOf,
+  cpuSeconds,
+  distinctAnswers,
+  fixture,
+  freePort,
+  httpOnce,
+  isAlive,
+  median,
+  Proc,
+  rssMiB,
+  type RuntimeName,
+  sleep,
+  spread,
+  until,
+} from "./_lib.ts";
+
+/** One line of the results table. */
+export interface Figure {
+  name: string;
+  runtime: RuntimeName;
+  unit: string;
+  values: number[];
+  baseline: { label: string; values: number[] } | null;
+  /** What is compared with the target, as shown: a ratio or a value. */
+  score: string;
+  target: string;
+  met: boolean | null;
+  note?: string;
+}
+
+export interface BenchOptions {
+  runs: number;
+  seconds: number;
+  idleSeconds: number;
+  logCount: number;
+}
+
+const POOL = fixture("pool.ts");
+const BARE = fixture("bare.ts");
+
+async function startPool(
+  runtime: RuntimeName,
+  env: Record<string, string>,
+  ids: number,
+): Promise<{ pool: Proc; port: number }> {
+  const port = await freePort();
+  const pool = Proc.script(runtime, POOL, { PORT: String(port), ...env });
+  await distinctAnswers(port, ids);
+  return { pool, port };
+}
+
+function wrk(port: number, seconds: number): number {
+  const run = spawnSync("wrk", [
+    "-t1",
+    "-c32",
+    `-d${seconds}s`,
+    `http://127.0.0.1:${port}/`,
+  ]);
+  const text = run.stdout?.toString() ?? "";
+  const match = text.match(/Requests\/sec:\s+([\d.]+)/);
+  if (!match) throw new Error(`wrk failed: ${text}${run.stderr}`);
+  const errors = text.match(
+    /Non-2xx or 3xx responses: (\d+)|Socket errors: .*/,
+  );
+  if (errors) throw new Error(`wrk saw errors: ${errors[0]}`);
+  return Number(match[1]);
+}
+
+/** Warm up for a second, then measure. */
+function load(port: number, seconds: number): number {
+  wrk(port, 1);
+  return wrk(port, seconds);
+}
+
+function ratioFigure(
+  name: string,
+  runtime: RuntimeName,
+  unit: string,
+  values: number[],
+  baseline: { label: string; values: number[] },
+  target: string,
+  test: (ratio: number) => boolean,
+): Figure {
+  const ratio = median(values) / median(baseline.values);
+  return {
+    name,
+    runtime,
+    unit,
+    values,
+    baseline,
+    score: `${ratio.toFixed(3)}×`,
+    target,
+    met: test(ratio),
+  };
+}
+
+export async function throughput(
+  runtime: RuntimeName,
+  workers: number,
+  o: BenchOptions,
+): Promise<Figure[]> {
+  const pool: number[] = [];
+  const bare: number[] = [];
+  const parallel: number[] = [];
+  for (let run = 0; run < o.runs; run++) {
+    {
+      const { pool: p, port } = await startPool(
+        runtime,
+        { WORKERS: String(workers) },
+        workers,
+      );
+      pool.push(load(port, o.seconds));
+      await p.stop();
+    }
+    {
+      const port = await freePort();
+      const procs = Array.from(
+        { length: workers },
+        () => Proc.script(runtime, BARE, { PORT: String(port) }),
+      );
+      await distinctAnswers(port, workers);
+      bare.push(load(port, o.seconds));
+      await Promise.all(procs.map((p) => p.stop()));
+    }
+    if (runtime === "deno") {
+      const port = await freePort();
+      const p = new Proc(BIN.deno, [
+        "serve",
+        "--parallel",
+        "-A",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        fixture("serve_parallel.ts"),
+      ], { DENO_JOBS: String(workers) });
+      await until(
+        "deno serve to answer",
+        async () => (await httpOnce(port, 100)) !== null,
+      );
+      parallel.push(load(port, o.seconds));
+      await p.stop();
+    }
+  }
+  const name = `req/s, pool of ${workers}`;
+  const figures = [
+    ratioFigure(
+      name,
+      runtime,
+      "req/s",
+      pool,
+      { label: `${workers} bare reusePort processes`, values: bare },
+      "≥ 0.97× bare",
+      (r) => r >= 0.97,
+    ),
+  ];
+  if (runtime === "deno") {
+    figures.push(ratioFigure(
+      name,
+      runtime,
+      "req/s",
+      pool,
+      { label: `deno serve --parallel (${workers})`, values: parallel },
+      "report",
+      () => true,
+    ));
+    figures.at(-1)!.met = null;
+  }
+  return figures;
+}
+
+export async function readiness(
+  runtime: RuntimeName,
+  o: BenchOptions,
+): Promise<Figure> {
+  const pool: number[] = [];
+  const bare: number[] = [];
+  for (let run = 0; run < o.runs; run++) {
+    let start = performance.now();
+    const { pool: p } = await startPool(runtime, { WORKERS: "4" }, 4);
+    pool.push(performance.now() - start);
+    await p.stop();
+    const port = await freePort();
+    start = performance.now();
+    const procs = Array.from(
+      { length: 4 },
+      () => Proc.script(runtime, BARE, { PORT: String(port) }),
+    );
+    await distinctAnswers(port, 4);
+    bare.push(performance.now() - start);
+    await Promise.all(procs.map((p) => p.stop()));
+  }
+  return ratioFigure(
+    "pool of 4 answering from all 4",
+    runtime,
+    "ms",
+    pool,
+    { label: "4 bare servers started together", values: bare },
+    "≤ 1.15×",
+    (r) => r <= 1.15,
+  );
+}
+
+/** Time to start one bare server until it answers. */
+async function bareStarts(runtime: RuntimeName, runs: number) {
+  const times: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const port = await freePort();
+    const start = performance.now();
+    const p = Proc.script(runtime, BARE, { PORT: String(port) });
+    await until(
+      "bare to answer",
+      async () => (await httpOnce(port, 100)) !== null,
+    );
+    times.push(performance.now() - start);
+    await p.stop();
+  }
+  return times;
+}
+
+/** Kills (with `signal`) the worker answering on a pool of 1, `runs` times. */
+async function replacements(
+  runtime: RuntimeName,
+  runs: number,
+  signal: "SIGKILL" | "SIGSTOP",
+  env: Record<string, string> = {},
+): Promise<number[]> {
+  const { pool, port } = await startPool(runtime, { WORKERS: "1", ...env }, 1);
+  const times: number[] = [];
+  try {
+    for (let run = 0; run < runs; run++) {
+      // Older than minUptime, so no backoff applies.
+      await sleep(1100);
+      const body = (await httpOnce(port, 1000))!;
+      const pid = Number(body.split(" ")[1]);
+      const start = performance.now();
+      process.kill(pid, signal);
+      await until("a replacement to answer", async () => {
+        const answer = await httpOnce(port, 50);
+        return answer !== null && answer !== body;
+      });
+      times.push(performance.now() - start);
+      if (signal === "SIGSTOP") {
+        await until("the stopped worker to be killed", () => !isAlive(pid));
+      }
+    }
+  } finally {
+    await pool.stop();
+  }
+  return times;
+}
+
+export async function killNine(
+  runtime: RuntimeName,
+  o: BenchOptions,
+): Promise<Figure> {
+  const bare = await bareStarts(runtime, o.runs);
+  const pool = await replacements(runtime, o.runs, "SIGKILL");
+  const limit = 2 * median(bare) + 10;
+  return {
+    name: "kill -9 → replacement answering",
+    runtime,
+    unit: "ms",
+    values: pool,
+    baseline: { label: "one bare server start", values: bare },
+    score: `${(median(pool) / median(bare)).toFixed(2)}× (limit ${
+      limit.toFixed(0)
+    } ms)`,
+    target: "≤ 2× + 10 ms",
+    met: median(pool) <= limit,
+  };
+}
+
+export async function sigstop(
+  runtime: RuntimeName,
+  o: BenchOptions,
+): Promise<Figure> {
+  const timeout = 1000;
+  const pool = await replacements(runtime, o.runs, "SIGSTOP", {
+    WORKER_TIMEOUT: String(timeout),
+  });
+  return {
+    name: "SIGSTOP → replacement answering",
+    runtime,
+    unit: "ms",
+    values: pool,
+    baseline: { label: "workerTimeout", values: [timeout] },
+    score: `timeout + ${(median(pool) - timeout).toFixed(0)} ms`,
+    target: "≤ timeout + 250 ms",
+    met: median(pool) <= timeout + 250,
+  };
+}
+
+export async function sigterm(
+  runtime: RuntimeName,
+  o: BenchOptions,
+): Promise<Figure> {
+  const times: number[] = [];
+  for (let run = 0; run < o.runs; run++) {
+    const { pool } = await startPool(runtime, { WORKERS: "4" }, 4);
+    await sleep(200);
+    const start = performance.now();
+    pool.kill("SIGTERM");
+    await pool.exited;
+    times.push(performance.now() - start);
+  }
+  return {
+    name: "SIGTERM → master exit, idle pool of 4",
+    runtime,
+    unit: "ms",
+    values: times,
+    baseline: null,
+    score: `${median(times).toFixed(1)} ms`,
+    target: "≤ 100 ms",
+    met: median(times) <= 100,
+  };
+}
+
+export async function masterKill(
+  runtime: RuntimeName,
+  o: BenchOptions,
+): Promise<Figure> {
+  const times: number[] = [];
+  for (let run = 0; run < o.runs; run++) {
+    const { pool } = await startPool(runtime, { WORKERS: "4" }, 4);
+    const workers = childrenOf(pool.pid);
+    const start = performance.now();
+    pool.kill("SIGKILL");
+    await until("every worker to exit", () => !workers.some(isAlive));
+    times.push(performance.now() - start);
+    await pool.exited;
+  }
+  return {
+    name: "master SIGKILL → last worker gone",
+    runtime,
+    unit: "ms",
+    values: times,
+    baseline: null,
+    score: `${median(times).toFixed(1)} ms`,
+    target: "≤ 1000 ms",
+    met: median(times) <= 1000,
+  };
+}
+
+/** Idle CPU share and RSS of the master of a pool of 4. */
+export async function idle(
+  runtime: RuntimeName,
+  o: BenchOptions,
+): Promise<Figure[]> {
+  const { pool } = await startPool(runtime, { WORKERS: "4" }, 4);
+  const shares: number[] = [];
+  const rss: number[] = [];
+  try {
+    await sleep(1000);
+    for (let run = 0; run < o.runs; run++) {
+      const before = cpuSeconds(pool.pid);
+      await sleep(o.idleSeconds * 1000);
+      shares.push((cpuSeconds(pool.pid) - before) / o.idleSeconds * 100);
+      rss.push(rssMiB(pool.pid));
+    }
+  } finally {
+    await pool.stop();
+  }
+  const bare: number[] = [];
+  for (let run = 0; run < o.runs; run++) {
+    const p = Proc.script(runtime, fixture("idle.ts"));
+    await sleep(1000);
+    bare.push(rssMiB(p.pid));
+    await p.stop();
+  }
+  return [
+    {
+      name: `master CPU over ${o.idleSeconds} s idle, 4 workers`,
+      runtime,
+      unit: "% of a core",
+      values: shares,
+      baseline: null,
+      score: `${median(shares).toFixed(3)} %`,
+      target: "≤ 0.2 %",
+      met: median(shares) <= 0.2,
+    },
+    ratioFigure(
+      "master RSS, pool of 4",
+      runtime,
+      "MiB",
+      rss,
+      { label: "an idle bare runtime process", values: bare },
+      "≤ 1.3×",
+      (r) => r <= 1.3,
+    ),
+  ];
+}
+
+export async function logs(
+  runtime: RuntimeName,
+  o: BenchOptions,
+): Promise<Figure> {
+  const dir = mkdtempSync(join(tmpdir(), "workerpool-bench-"));
+  const rates: number[] = [];
+  const raw: number[] = [];
+  let lost = 0;
+  try {
+    for (let run = 0; run < o.runs; run++) {
+      const file = join(dir, `pool-${run}.log`);
+      const env = {
+        BEHAVIOUR: "log",
+        LOG_FILE: file,
+        LOG_COUNT: String(o.logCount),
+      };
+      const pool = Proc.script(runtime, POOL, env);
+      const [, ms] = await pool.waitFor(/LOG_DONE ([\d.]+)/, 120_000);
+      rates.push(o.logCount / Number(ms) * 1000);
+      await pool.stop();
+      lost += o.logCount - countLines(file);
+      const rawFile = join(dir, `raw-${run}.log`);
+      const base = Proc.script(runtime, fixture("log_raw.ts"), {
+        ...env,
+        LOG_FILE: rawFile,
+      });
+      const [, rawMs] = await base.waitFor(/LOG_DONE ([\d.]+)/, 120_000);
+      raw.push(o.logCount / Number(rawMs) * 1000);
+      await base.exited;
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const figure = ratioFigure(
+    `log records/s into a file (${o.logCount} per run)`,
+    runtime,
+    "records/s",
+    rates,
+    { label: "raw writes of the same lines", values: raw },
+    "report; lost = 0",
+    () => lost === 0,
+  );
+  figure.note = `lost ${lost} of ${o.logCount * o.runs}`;
+  return figure;
+}
+
+function countLines(path: string): number {
+  return readFileSync(path, "utf8").split("\n").filter((l) =>
+    l.includes(" record ")
+  ).length;
+}
+
+/** A worker that dies at once: spawn rate and master CPU after 10 failures. */
+export async function crashLoop(
+  runtime: RuntimeName,
+  o: BenchOptions,
+): Promise<Figure[]> {
+  const rates: number[] = [];
+  const shares: number[] = [];
+  const window = 10;
+  for (let run = 0; run < Math.min(o.runs, 3); run++) {
+    const pool = Proc.script(runtime, POOL, {
+      BEHAVIOUR: "crash",
+      LOG_LEVEL: "DEBUG",
+      MAX_RESTART_DELAY: "1000",
+    });
+    const exits = () => pool.output.match(/exited with code 1/g)?.length ?? 0;
+    try {
+      await until("ten failures", () => exits() >= 10, 120_000, 20);
+      const spawnsBefore = spawns(pool.output);
+      const cpuBefore = cpuSeconds(pool.pid);
+      await sleep(window * 1000);
+      rates.push((spawns(pool.output) - spawnsBefore) / window);
+      shares.push((cpuSeconds(pool.pid) - cpuBefore) / window * 100);
+    } finally {
+      await pool.stop();
+    }
+  }
+  return [
+    {
+      name: "crash loop: spawns/s after 10 failures",
+      runtime,
+      unit: "spawns/s",
+      values: rates,
+      baseline: null,
+      score: `${median(rates).toFixed(2)}/s`,
+      target: "report (backoff cap 1 s here)",
+      met: null,
+    },
+    {
+      name: "crash loop: master CPU",
+      runtime,
+      unit: "% of a core",
+      values: shares,
+      baseline: null,
+      score: `${median(shares).toFixed(2)} %`,
+      target: "never a busy core",
+      met: median(shares) < 50,
+    },
+  ];
+}
+
+function spawns(output: string): number {
+  return output.match(/spawned worker/g)?.length ?? 0;
+}
+
+/** A table row's cells. */
+export function row(f: Figure): string[] {
+  const digits = f.unit === "% of a core" ? 3 : 1;
+  const base = f.baseline;
+  return [
+    f.name,
+    f.runtime,
+    `${median(f.values).toFixed(digits)} ${f.unit} (${
+      spread(f.values, digits)
+    })`,
+    base
+      ? `${median(base.values).toFixed(1)} (${
+        spread(base.values)
+      }): ${base.label}`
+      : "—",
+    f.score,
+    f.target,
+    f.met === null ? "—" : f.met ? "met" : "MISSED",
+    f.note ?? "",
+  ];
+}

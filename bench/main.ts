@@ -1,0 +1,173 @@
+/**
+ * The benchmark suite: every figure for Deno and Bun, each next to a
+ * baseline measured in the same run. Prints a table and writes
+ * bench/results.md and bench/results.svg.
+ *
+ *     deno task bench [--runs 5] [--seconds 4] [--idle 20] [--only name]
+ *     bun bench/main.ts [same flags]
+ */
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { BIN, type RuntimeName } from "./_lib.ts";
+import {
+  type BenchOptions,
+  crashLoop,
+  type Figure,
+  idle,
+  killNine,
+  logs,
+  masterKill,
+  readiness,
+  row,
+  sigstop,
+  sigterm,
+  throughput,
+} from "./figures.ts";
+import { chart } from "./_chart.ts";
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "5" },
+    seconds: { type: "string", default: "4" },
+    idle: { type: "string", default: "20" },
+    logs: { type: "string", default: "100000" },
+    only: { type: "string", multiple: true },
+    runtime: { type: "string", multiple: true },
+    "no-write": { type: "boolean", default: false },
+  },
+});
+const options: BenchOptions = {
+  runs: positive("runs", values.runs),
+  seconds: positive("seconds", values.seconds),
+  idleSeconds: positive("idle", values.idle),
+  logCount: positive("logs", values.logs),
+};
+const runtimes = (values.runtime ?? ["deno", "bun"]) as RuntimeName[];
+for (const runtime of runtimes) {
+  if (runtime !== "deno" && runtime !== "bun") {
+    throw new RangeError(`Cannot bench: unknown runtime "${runtime}"`);
+  }
+}
+
+const suite: Record<string, (r: RuntimeName) => Promise<Figure | Figure[]>> = {
+  throughput: async (r) => [
+    ...await throughput(r, 1, options),
+    ...await throughput(r, 2, options),
+  ],
+  readiness: (r) => readiness(r, options),
+  kill: (r) => killNine(r, options),
+  sigstop: (r) => sigstop(r, options),
+  sigterm: (r) => sigterm(r, options),
+  idle: (r) => idle(r, options),
+  logs: (r) => logs(r, options),
+  orphans: (r) => masterKill(r, options),
+  crash: (r) => crashLoop(r, options),
+};
+for (const name of values.only ?? []) {
+  if (!(name in suite)) {
+    throw new RangeError(
+      `Cannot bench: unknown figure "${name}" (one of ${
+        Object.keys(suite).join(", ")
+      })`,
+    );
+  }
+}
+
+ensureWrk();
+const figures: Figure[] = [];
+for (const [name, measure] of Object.entries(suite)) {
+  if (values.only && !values.only.includes(name)) continue;
+  for (const runtime of runtimes) {
+    console.error(`… ${name} on ${runtime}`);
+    figures.push(...[await measure(runtime)].flat());
+  }
+}
+
+const header = [
+  "figure",
+  "runtime",
+  "median (min–max)",
+  "baseline median (min–max)",
+  "score",
+  "target",
+  "verdict",
+  "note",
+];
+const table = [header, header.map(() => "---"), ...figures.map(row)]
+  .map((cells) => `| ${cells.join(" | ")} |`).join("\n");
+console.log(table);
+
+if (!values["no-write"]) {
+  const versions = runtimes.map((r) =>
+    `${r} ${spawnSync(BIN[r], ["--version"]).stdout.toString().split("\n")[0]}`
+  );
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"}, ${
+    (totalmem() / 2 ** 30).toFixed(0)
+  } GiB, ${
+    readFileSync("/proc/version", "utf8").split(" ").slice(0, 3).join(" ")
+  }`;
+  const wrk = spawnSync("wrk", ["--version"]);
+  const results = [
+    "# workerpool benchmark results",
+    "",
+    `- date: ${new Date().toISOString()}`,
+    `- machine: ${machine}`,
+    `- runtimes: ${versions.join("; ")}`,
+    `- load: ${
+      (wrk.stdout.toString() + wrk.stderr.toString()).split("\n")[0]
+    }, 1 thread, 32 keep-alive connections on 127.0.0.1, 1 s warm-up then ${options.seconds} s`,
+    `- runs: ${options.runs} per figure (crash loop: ${
+      Math.min(options.runs, 3)
+    }), median and min–max`,
+    `- command: \`${process.argv.slice(1).join(" ")}\``,
+    "",
+    "![chart](results.svg)",
+    "",
+    table,
+    "",
+  ].join("\n");
+  const path = new URL("./results.md", import.meta.url);
+  const existing = readText(path);
+  // Keep the hand-written analysis below the generated part.
+  const analysis = existing.includes("\n## Analysis")
+    ? existing.slice(existing.indexOf("\n## Analysis"))
+    : "";
+  writeFileSync(path, results + analysis);
+  writeFileSync(new URL("./results.svg", import.meta.url), chart(figures));
+  console.error("wrote bench/results.md and bench/results.svg");
+}
+
+function positive(name: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new RangeError(
+      `Cannot bench: --${name} must be a positive number, got "${text}"`,
+    );
+  }
+  return value;
+}
+
+function readText(path: URL): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+function ensureWrk(): void {
+  if (spawnSync("wrk", ["--version"]).error === undefined) return;
+  console.error("wrk is missing: installing the Debian package");
+  const install = spawnSync("sh", [
+    "-c",
+    "apt-get update -qq && apt-get install -y -qq wrk",
+  ], { stdio: "inherit" });
+  if (install.status !== 0) {
+    throw new Error(
+      "Cannot bench: wrk is missing and apt-get could not install it",
+    );
+  }
+}
