@@ -5,9 +5,7 @@
  *
  * @module
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join } from "./_path.ts";
 import { readFrames } from "./channel.ts";
 import { describe } from "./errors.ts";
 import type { Runtime } from "./runtime/mod.ts";
@@ -26,7 +24,7 @@ export type DaemonReport = { ok: true; pid: number } | {
  * of the launching process (0 once the daemon is up).
  */
 export async function launchDaemon(runtime: Runtime): Promise<number> {
-  const dir = mkdtempSync(join(tmpdir(), "workerpool-daemon-"));
+  const dir = runtime.makeTempDir("workerpool-daemon-");
   const path = join(dir, "notify.sock");
   const report = Promise.withResolvers<DaemonReport>();
   const listener = runtime.listenUnix(path, (connection) => {
@@ -62,7 +60,7 @@ export async function launchDaemon(runtime: Runtime): Promise<number> {
     return 0;
   } finally {
     listener.close();
-    rmSync(dir, { recursive: true, force: true });
+    runtime.remove(dir);
   }
 }
 

@@ -112,7 +112,22 @@ export function formatRecord(record: PoolLogRecord): string {
     ? `master pid ${record.pid}`
     : `worker ${record.workerId} pid ${record.pid}`;
   const args = record.args.map((arg) => " " + formatArg(arg)).join("");
-  return `${record.datetime.toISOString()} ${record.levelName} [${who}] ${record.loggerName}: ${record.msg}${args}`;
+  return `${
+    isoTime(record.datetime)
+  } ${record.levelName} [${who}] ${record.loggerName}: ${record.msg}${args}`;
+}
+
+/**
+ * `Date.prototype.toISOString` by hand: Deno's own costs a process about
+ * 1.5 MB of resident memory on first use, the UTC getters nothing.
+ */
+function isoTime(date: Date): string {
+  const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+  return `${date.getUTCFullYear()}-${pad(date.getUTCMonth() + 1)}-${
+    pad(date.getUTCDate())
+  }T${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${
+    pad(date.getUTCSeconds())
+  }.${pad(date.getUTCMilliseconds(), 3)}Z`;
 }
 
 /** A handler printing {@linkcode formatRecord} lines on stderr from `level` up. */

@@ -5,10 +5,9 @@
  *
  * @module
  */
-import { open } from "node:fs/promises";
-import { resolve } from "node:path";
+import { absolute } from "./_path.ts";
 import type { OutputTarget } from "./options.ts";
-import type { StdioMode } from "./runtime/mod.ts";
+import type { FileSystem, StdioMode } from "./runtime/mod.ts";
 
 /** A line longer than this is written in pieces. */
 const MAX_LINE_BYTES = 64 * 1024;
@@ -39,20 +38,22 @@ export class Outputs {
 
   /** Opens the files or streams named by the two targets. */
   static async open(
+    files: FileSystem,
     stdout: OutputTarget,
     stderr: OutputTarget,
     onError: (error: unknown) => void,
   ): Promise<Outputs> {
-    const files = new Map<string, Promise<Sink>>();
+    const fs = files;
+    const opened = new Map<string, Promise<Sink>>();
     const sinkFor = (target: OutputTarget): Promise<Sink> | null => {
       if (target === "inherit" || target === "null") return null;
       if (target instanceof WritableStream) {
         return Promise.resolve(streamSink(target));
       }
       // stdout and stderr sent to one file share one handle.
-      const path = resolve(target);
-      if (!files.has(path)) files.set(path, fileSink(path));
-      return files.get(path)!;
+      const path = absolute(fs.cwd(), target);
+      if (!opened.has(path)) opened.set(path, fileSink(fs, path));
+      return opened.get(path)!;
     };
     const [out, err] = await Promise.all([sinkFor(stdout), sinkFor(stderr)]);
     const mode = (target: OutputTarget, sink: Sink | null): StdioMode =>
@@ -163,9 +164,9 @@ function orderedSink(
   };
 }
 
-async function fileSink(path: string): Promise<Sink> {
-  const handle = await open(path, "a");
-  return orderedSink((bytes) => handle.write(bytes), () => handle.close());
+async function fileSink(files: FileSystem, path: string): Promise<Sink> {
+  const file = await files.openAppend(path);
+  return orderedSink((bytes) => file.write(bytes), () => file.close());
 }
 
 function streamSink(stream: WritableStream<Uint8Array>): Sink {

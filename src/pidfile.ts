@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { linkSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { absolute } from "./_path.ts";
 import { PidfileLockedError } from "./errors.ts";
+import type { FileSystem } from "./runtime/mod.ts";
 
 /** A pidfile this process holds. */
 export class Pidfile {
@@ -15,8 +15,10 @@ export class Pidfile {
   readonly path: string;
   /** The pid written in it. */
   readonly pid: number;
+  #files: FileSystem;
 
-  private constructor(path: string, pid: number) {
+  private constructor(files: FileSystem, path: string, pid: number) {
+    this.#files = files;
     this.path = path;
     this.pid = pid;
   }
@@ -29,58 +31,46 @@ export class Pidfile {
    * process; a stale pidfile is replaced.
    */
   static acquire(
+    files: FileSystem,
     path: string,
     pid: number,
     isAlive: (pid: number) => boolean,
   ): Pidfile {
-    const target = resolve(path);
+    const target = absolute(files.cwd(), path);
     const temporary = `${target}.${pid}.tmp`;
-    writeFileSync(temporary, `${pid}\n`, { flag: "w", mode: 0o644 });
+    files.writeTextFile(temporary, `${pid}\n`);
     try {
-      for (let attempt = 0;; attempt++) {
-        try {
-          linkSync(temporary, target);
-          return new Pidfile(target, pid);
-        } catch (error) {
-          if ((error as { code?: string }).code !== "EEXIST" || attempt > 2) {
-            throw error;
-          }
+      for (let attempt = 0; attempt < 3; attempt++) {
+        if (files.link(temporary, target)) {
+          return new Pidfile(files, target, pid);
         }
-        const holder = readPid(target);
+        const holder = readPid(files, target);
         if (holder !== null && holder !== pid && isAlive(holder)) {
           throw new PidfileLockedError(target, holder);
         }
         // Stale (dead pid, our own, or unreadable): take it over.
-        removeIfPresent(target);
+        files.remove(target);
       }
+      throw new Error(
+        `Cannot write pidfile: ${target} keeps reappearing; another process races for it`,
+      );
     } finally {
-      removeIfPresent(temporary);
+      files.remove(temporary);
     }
   }
 
   /** Removes the pidfile if it still holds our pid. */
   release(): void {
-    if (readPid(this.path) === this.pid) removeIfPresent(this.path);
+    if (readPid(this.#files, this.path) === this.pid) {
+      this.#files.remove(this.path);
+    }
   }
 }
 
 /** The pid in a pidfile, or null when missing or not a pid. */
-export function readPid(path: string): number | null {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    if ((error as { code?: string }).code === "ENOENT") return null;
-    throw error;
-  }
+export function readPid(files: FileSystem, path: string): number | null {
+  const text = files.readTextFile(path);
+  if (text === null) return null;
   const pid = Number(text.trim());
   return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
-}
-
-function removeIfPresent(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch (error) {
-    if ((error as { code?: string }).code !== "ENOENT") throw error;
-  }
 }

@@ -5,9 +5,7 @@
  *
  * @module
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join } from "./_path.ts";
 import { ChildHandle, describeExit, randomToken } from "./child.ts";
 import {
   FrameError,
@@ -134,15 +132,17 @@ export class Pool {
   /** Opens the control socket and the outputs, and spawns every worker. */
   async start(): Promise<void> {
     if (this.#state !== "idle") return;
-    this.#controlDir = mkdtempSync(join(tmpdir(), "workerpool-"));
+    this.#controlDir = this.#runtime.makeTempDir("workerpool-");
     const socket = this.#socketPath();
     const missing = this.#runtime.missingPoolPermission(socket);
     if (missing !== null) {
       throw new Error(`the master needs ${missing} (or -A)`);
     }
-    rmSync(socket, { force: true });
+    // No stale socket file can be in the directory: it was created just now,
+    // private to this process, so there is nothing to unlink before listening.
     this.#listener = this.#runtime.listenUnix(socket, (c) => this.#accept(c));
     this.#outputs = await Outputs.open(
+      this.#runtime,
       this.#options.stdout,
       this.#options.stderr,
       (error) => this.#log.error("Cannot copy worker output", error),
@@ -219,9 +219,7 @@ export class Pool {
     clearInterval(this.#checkTimer);
     this.#listener?.close();
     await this.#outputs?.close();
-    if (this.#controlDir !== null) {
-      rmSync(this.#controlDir, { recursive: true, force: true });
-    }
+    if (this.#controlDir !== null) this.#runtime.remove(this.#controlDir);
   }
 
   #newSlot(id: number): Slot {

@@ -198,7 +198,12 @@ export class Supervisor {
     let code: number;
     try {
       if (pidfilePath !== undefined) {
-        pidfile = Pidfile.acquire(pidfilePath, runtime.pid, runtime.isAlive);
+        pidfile = Pidfile.acquire(
+          runtime,
+          pidfilePath,
+          runtime.pid,
+          (pid) => runtime.isAlive(pid),
+        );
       }
       started = true;
       for (const callback of this.#startCallbacks) {

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import process from "node:process";
 import { BootError } from "./errors.ts";
+import { loadRuntime } from "./runtime/mod.ts";
 import {
   createLogger,
   type Logger,
@@ -72,6 +72,7 @@ export abstract class WorkerBase {
   #interrupted = Promise.withResolvers<"interrupted">();
   #lifecycle: Promise<void> | undefined;
   #logger: Logger;
+  #pid = 0;
 
   /** Creates worker `id`; ids are non-negative integers. */
   constructor(id: number) {
@@ -86,7 +87,7 @@ export abstract class WorkerBase {
     this.#logger = createLogger("default", (record) => {
       const sink = logSinks.get(this);
       if (sink) sink(record);
-      else defaultHandler.handle({ ...record, workerId: id, pid: process.pid });
+      else defaultHandler.handle({ ...record, workerId: id, pid: this.#pid });
     });
   }
 
@@ -180,6 +181,7 @@ export abstract class WorkerBase {
   async #run(): Promise<void> {
     if (this.#state === "stopped") return;
     this.#state = "starting";
+    this.#pid = (await loadRuntime()).pid;
     try {
       for (const callback of this.#startCallbacks) await callback();
     } catch (error) {

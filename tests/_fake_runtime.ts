@@ -1,5 +1,6 @@
 // A runtime whose processes are objects: the master's logic runs against it
 // with no process spawned, and every signal and exit is under test control.
+import { loadRuntime } from "../src/runtime/mod.ts";
 import type {
   ChildProcess,
   ExitStatus,
@@ -55,8 +56,18 @@ export class FakeChild implements ChildProcess {
   unref(): void {}
 }
 
-/** The fake runtime. */
+const real = await loadRuntime();
+
+/** The fake runtime: fake processes and signals, the real file system. */
 export class FakeRuntime implements Runtime {
+  cwd = () => real.cwd();
+  makeTempDir = (prefix: string) => real.makeTempDir(prefix);
+  remove = (path: string) => real.remove(path);
+  readTextFile = (path: string) => real.readTextFile(path);
+  writeTextFile = (path: string, text: string) =>
+    real.writeTextFile(path, text);
+  link = (existing: string, path: string) => real.link(existing, path);
+  openAppend = (path: string) => real.openAppend(path);
   readonly name = "deno";
   readonly version = "fake";
   readonly pid = 1000;

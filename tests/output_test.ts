@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Outputs } from "../src/output.ts";
+import { runtime } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 
@@ -24,7 +25,7 @@ describe("Outputs with a WritableStream", () => {
     const sink = new WritableStream<Uint8Array>({
       write: (chunk) => void written.push(new TextDecoder().decode(chunk)),
     });
-    const outputs = await Outputs.open(sink, "inherit", (e) => {
+    const outputs = await Outputs.open(runtime, sink, "inherit", (e) => {
       throw e;
     });
     assert.equal(outputs.mode("stdout"), "piped");
@@ -61,7 +62,7 @@ describe("Outputs with a WritableStream", () => {
         await gate.promise;
       },
     }, { highWaterMark: 1 });
-    const outputs = await Outputs.open(sink, "null", (e) => {
+    const outputs = await Outputs.open(runtime, sink, "null", (e) => {
       throw e;
     });
     assert.equal(outputs.mode("stderr"), "null");

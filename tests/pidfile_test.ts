@@ -11,6 +11,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pidfile, readPid } from "../src/pidfile.ts";
+import { runtime } from "./_helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "workerpool-pidfile-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -19,7 +20,7 @@ const alive = (live: number[]) => (pid: number) => live.includes(pid);
 describe("Pidfile", () => {
   test("writes the pid and leaves no temporary file", () => {
     const path = join(dir, "a.pid");
-    const pidfile = Pidfile.acquire(path, 123, alive([]));
+    const pidfile = Pidfile.acquire(runtime, path, 123, alive([]));
     assert.equal(readFileSync(path, "utf8"), "123\n");
     assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith("a.")), [
       "a.pid",
@@ -31,7 +32,7 @@ describe("Pidfile", () => {
   test("refuses a pidfile whose pid is alive, naming it", () => {
     const path = join(dir, "b.pid");
     writeFileSync(path, "77\n");
-    assert.throws(() => Pidfile.acquire(path, 123, alive([77])), {
+    assert.throws(() => Pidfile.acquire(runtime, path, 123, alive([77])), {
       name: "PidfileLockedError",
       message: `Cannot write pidfile: ${path} holds pid 77, which is running`,
     });
@@ -45,15 +46,15 @@ describe("Pidfile", () => {
     for (const content of ["77\n", "not a pid", ""]) {
       const path = join(dir, "c.pid");
       writeFileSync(path, content);
-      const pidfile = Pidfile.acquire(path, 123, alive([]));
-      assert.equal(readPid(path), 123);
+      const pidfile = Pidfile.acquire(runtime, path, 123, alive([]));
+      assert.equal(readPid(runtime, path), 123);
       pidfile.release();
     }
   });
 
   test("release() leaves a pidfile that another process took over", () => {
     const path = join(dir, "d.pid");
-    const pidfile = Pidfile.acquire(path, 123, alive([]));
+    const pidfile = Pidfile.acquire(runtime, path, 123, alive([]));
     writeFileSync(path, "456\n");
     pidfile.release();
     assert.equal(readFileSync(path, "utf8"), "456\n");

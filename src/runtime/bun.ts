@@ -3,8 +3,8 @@
  *
  * @module
  */
-import process from "node:process";
 import type {
+  AppendFile,
   ChildProcess,
   Connection,
   ExitStatus,
@@ -14,7 +14,51 @@ import type {
   SpawnOptions,
   UnixListener,
 } from "./types.ts";
-import { isAlive, signalExitCode } from "./_posix.ts";
+
+// No static node: imports here: this module is loaded under Deno too (and
+// never run there), and a node: import would cost every Deno process its
+// Node compatibility layer. Bun has `process` as a global, and node:fs is
+// required lazily: its first use costs a Bun process ~4.5 MB.
+const process = (globalThis as unknown as { process: NodeProcess }).process;
+
+interface NodeProcess {
+  readonly pid: number;
+  readonly platform: string;
+  readonly execPath: string;
+  readonly execArgv: string[];
+  readonly argv: string[];
+  readonly env: Record<string, string | undefined>;
+  cwd(): string;
+  kill(pid: number, signal: string | number): void;
+  on(signal: string, listener: () => void): void;
+  off(signal: string, listener: () => void): void;
+  exit(code: number): never;
+}
+
+type NodeFs = typeof import("node:fs");
+
+function fs(): NodeFs {
+  return (import.meta as unknown as { require(id: string): NodeFs })
+    .require("node:fs");
+}
+
+const SIGNAL_NUMBERS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+};
 
 // The few parts of Bun's surface used here, declared structurally so that
 // publishing needs no Bun type package.
@@ -49,6 +93,10 @@ interface BunGlobal {
   readonly version: string;
   readonly main: string;
   spawn(cmd: string[], options: Record<string, unknown>): BunSubprocess;
+  spawnSync(
+    cmd: string[],
+    options: Record<string, unknown>,
+  ): { success: boolean; stdout: Uint8Array };
   listen(options: { unix: string; socket: BunSocketHandlers }): {
     stop(closeActiveConnections?: boolean): void;
   };
@@ -128,6 +176,28 @@ export function bunRuntime(): Runtime {
       return state.connection;
     },
     reusePortError: () => null,
+    cwd: () => process.cwd(),
+    makeTempDir: (prefix) => makeTempDir(Bun, prefix),
+    remove: (path) => fs().rmSync(path, { recursive: true, force: true }),
+    readTextFile(path) {
+      try {
+        return fs().readFileSync(path, "utf8");
+      } catch (error) {
+        if ((error as { code?: string }).code === "ENOENT") return null;
+        throw error;
+      }
+    },
+    writeTextFile: (path, text) => fs().writeFileSync(path, text),
+    link(existing, path) {
+      try {
+        fs().linkSync(existing, path);
+        return true;
+      } catch (error) {
+        if ((error as { code?: string }).code === "EEXIST") return false;
+        throw error;
+      }
+    },
+    openAppend: (path) => Promise.resolve(appendFile(path)),
     serve(options, handler): Promise<HttpServerHandle> {
       const server = Bun.serve({ ...options, fetch: handler });
       return Promise.resolve({
@@ -136,6 +206,41 @@ export function bunRuntime(): Runtime {
         // stop(false) stops listening and waits for in-flight requests.
         shutdown: () => server.stop(false),
       });
+    },
+  };
+}
+
+/**
+ * A private (0700) temporary directory. mktemp(1) rather than node:fs: the
+ * first use of node:fs costs a Bun process about 4.5 MB for good, and the
+ * master otherwise needs node:fs only when it stops (measured, Bun 1.4.5).
+ */
+function makeTempDir(Bun: BunGlobal, prefix: string): string {
+  const base = process.env.TMPDIR || "/tmp";
+  const made = Bun.spawnSync(["mktemp", "-d", `${base}/${prefix}XXXXXX`], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  if (made.success) return new TextDecoder().decode(made.stdout).trim();
+  return fs().mkdtempSync(`${base}/${prefix}`);
+}
+
+function appendFile(path: string): AppendFile {
+  const { closeSync, openSync, writeSync } = fs();
+  const fd = openSync(path, "a");
+  return {
+    write(data) {
+      // Synchronous on purpose: a pipe pump awaits it, which is the
+      // backpressure, and regular files do not block.
+      for (let offset = 0; offset < data.length;) {
+        offset += writeSync(fd, data, offset);
+      }
+      return Promise.resolve();
+    },
+    close() {
+      closeSync(fd);
+      return Promise.resolve();
     },
   };
 }
@@ -251,4 +356,29 @@ class SocketState {
     if (this.#pending.length === 1) this.flush();
     return promise;
   }
+}
+
+/** Whether `pid` names a live process: zombies (exited, not yet reaped) count as gone. */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    // EPERM: the process exists but belongs to someone else.
+    return (error as { code?: string }).code === "EPERM";
+  }
+  let stat: string;
+  try {
+    stat = fs().readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch (error) {
+    // Gone since the probe, or no /proc (not Linux): the probe said alive.
+    return (error as { code?: string }).code !== "ENOENT" ||
+      process.platform !== "linux";
+  }
+  // The state letter follows the parenthesised command name.
+  return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+}
+
+/** `128 + n` for a process killed by signal `name`, as shells report it. */
+function signalExitCode(name: string): number {
+  return 128 + (SIGNAL_NUMBERS[name] ?? 0);
 }

@@ -14,7 +14,6 @@ import type {
   SpawnOptions,
   UnixListener,
 } from "./types.ts";
-import { isAlive } from "./_posix.ts";
 
 const PERMISSIONS = [
   "read",
@@ -79,7 +78,68 @@ export function denoRuntime(): Runtime {
         : 'Deno needs --unstable-net (or "unstable": ["net"] in deno.json)';
     },
     serve,
+    cwd: () => Deno.cwd(),
+    makeTempDir: (prefix) => Deno.makeTempDirSync({ prefix }),
+    remove(path) {
+      ignoreNotFound(() => Deno.removeSync(path, { recursive: true }));
+    },
+    readTextFile(path) {
+      try {
+        return Deno.readTextFileSync(path);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return null;
+        throw error;
+      }
+    },
+    writeTextFile: (path, text) => Deno.writeTextFileSync(path, text),
+    link(existing, path) {
+      try {
+        Deno.linkSync(existing, path);
+        return true;
+      } catch (error) {
+        if (error instanceof Deno.errors.AlreadyExists) return false;
+        throw error;
+      }
+    },
+    async openAppend(path) {
+      const file = await Deno.open(path, { append: true, create: true });
+      const writer = file.writable.getWriter();
+      return {
+        write: (data) => writer.write(data),
+        close: () => writer.close(),
+      };
+    },
   };
+}
+
+function ignoreNotFound(action: () => void): void {
+  try {
+    action();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
+/**
+ * Whether `pid` runs: /proc on Linux, where a zombie (exited, not reaped)
+ * counts as gone; elsewhere `kill -0`, as Deno.kill has no signal 0.
+ */
+function isAlive(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    if (Deno.build.os === "linux") return false;
+    const probe = new Deno.Command("kill", {
+      args: ["-0", String(pid)],
+      stdout: "null",
+      stderr: "null",
+    });
+    return probe.outputSync().success;
+  }
+  // The state letter follows the parenthesised command name.
+  return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
 }
 
 function granted(descriptor: Deno.PermissionDescriptor): boolean {

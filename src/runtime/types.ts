@@ -85,8 +85,33 @@ export interface HttpServerHandle {
   shutdown(): Promise<void>;
 }
 
+/** A file opened for appending. */
+export interface AppendFile {
+  /** Resolves once every byte was written. */
+  write(data: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The file operations workerpool needs. */
+export interface FileSystem {
+  /** The current working directory. */
+  cwd(): string;
+  /** Creates a private (0700) directory in the system's temporary folder. */
+  makeTempDir(prefix: string): string;
+  /** Removes a file or a whole directory; nothing when it is missing. */
+  remove(path: string): void;
+  /** The file's text, or null when it does not exist. */
+  readTextFile(path: string): string | null;
+  /** Writes (creates or truncates) a file. */
+  writeTextFile(path: string, text: string): void;
+  /** Hard-links `existing` as `path`; false when `path` already exists. */
+  link(existing: string, path: string): boolean;
+  /** Opens (creating it if needed) a file to append to. */
+  openAppend(path: string): Promise<AppendFile>;
+}
+
 /** Everything workerpool needs from the JavaScript runtime. */
-export interface Runtime {
+export interface Runtime extends FileSystem {
   readonly name: "deno" | "bun";
   readonly version: string;
   readonly pid: number;
