@@ -119,9 +119,9 @@ if (!values["no-write"]) {
     `- load: ${
       (wrk.stdout.toString() + wrk.stderr.toString()).split("\n")[0]
     }, 1 thread, 32 keep-alive connections on 127.0.0.1, 1 s warm-up then ${options.seconds} s`,
-    `- runs: ${options.runs} per figure (crash loop: ${
-      Math.min(options.runs, 3)
-    }), median and min–max`,
+    `- runs: ${options.runs} per figure (${
+      options.runs * 2
+    } for start-up and kill -9, 3 for the crash loop); median and min–max. A ratio is the median of per-run ratios where each run measured the figure and its baseline in turn`,
     `- command: \`${process.argv.slice(1).join(" ")}\``,
     "",
     "![chart](results.svg)",

@@ -59,3 +59,16 @@ export function describe(error: unknown): string {
   }
   return String(error);
 }
+
+/** A short, readable rendering of any value, for error messages. */
+export function describeValue(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "function") {
+    return `function ${value.name || "(anonymous)"}`;
+  }
+  if (Array.isArray(value)) return `array [${value.map(describeValue)}]`;
+  if (typeof value === "object" && value !== null) {
+    return `object ${value.constructor?.name ?? "Object"}`;
+  }
+  return String(value);
+}

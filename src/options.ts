@@ -5,6 +5,7 @@
  * @module
  */
 import { type LevelName, type LogHandler, LogLevels } from "./logging.ts";
+import { describeValue } from "./errors.ts";
 import { WorkerBase } from "./worker.ts";
 
 /**
@@ -263,17 +264,4 @@ function output(name: string, value: unknown): OutputTarget {
       describeValue(value)
     }`,
   );
-}
-
-/** A short, readable rendering of any value, for error messages. */
-export function describeValue(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "function") {
-    return `function ${value.name || "(anonymous)"}`;
-  }
-  if (Array.isArray(value)) return `array [${value.map(describeValue)}]`;
-  if (typeof value === "object" && value !== null) {
-    return `object ${value.constructor?.name ?? "Object"}`;
-  }
-  return String(value);
 }

@@ -5,8 +5,7 @@
  * @module
  */
 import { loadRuntime } from "./runtime/mod.ts";
-import { describe } from "./errors.ts";
-import { describeValue } from "./options.ts";
+import { describe, describeValue } from "./errors.ts";
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions {

@@ -5,7 +5,7 @@
  * @module
  */
 import { DAEMON_ENV, launchDaemon, reportToLauncher } from "./daemon.ts";
-import { describe, EXIT_BOOT_ERROR } from "./errors.ts";
+import { describe, describeValue, EXIT_BOOT_ERROR } from "./errors.ts";
 import {
   createLogger,
   type LogHandler,
@@ -14,7 +14,6 @@ import {
 } from "./logging.ts";
 import {
   checkId,
-  describeValue,
   type ResolvedOptions,
   resolveOptions,
   type SupervisorOptions,
@@ -25,7 +24,7 @@ import {
 import { Pidfile } from "./pidfile.ts";
 import { Pool, type WorkerInfo } from "./pool.ts";
 import { loadRuntime, type Runtime, type SignalName } from "./runtime/mod.ts";
-import type { LifecycleCallback } from "./worker.ts";
+import { checkCallback, type LifecycleCallback } from "./worker.ts";
 import { runWorker, takeWorkerEnv } from "./worker_main.ts";
 
 /** Options of {@linkcode Supervisor.main}. */
@@ -272,20 +271,6 @@ function guardHandler(handler: LogHandler): (record: PoolLogRecord) => void {
       );
     }
   };
-}
-
-function checkCallback(
-  name: string,
-  callback: LifecycleCallback,
-): LifecycleCallback {
-  if (typeof callback !== "function") {
-    throw new TypeError(
-      `Cannot add ${name} callback: expected a function, got ${
-        describeValue(callback)
-      }`,
-    );
-  }
-  return callback;
 }
 
 function checkMainOptions(options: MainOptions): void {

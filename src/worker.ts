@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { BootError } from "./errors.ts";
+import { BootError, describeValue } from "./errors.ts";
 import { loadRuntime } from "./runtime/mod.ts";
 import {
   createLogger,
@@ -221,13 +221,16 @@ export abstract class WorkerBase {
 
 function noop(): void {}
 
-function checkCallback(
+/** Returns `callback`, or throws a TypeError naming what it is instead. */
+export function checkCallback(
   name: string,
   callback: LifecycleCallback,
 ): LifecycleCallback {
   if (typeof callback !== "function") {
     throw new TypeError(
-      `Cannot add ${name} callback: expected a function, got ${typeof callback}`,
+      `Cannot add ${name} callback: expected a function, got ${
+        describeValue(callback)
+      }`,
     );
   }
   return callback;

@@ -166,7 +166,7 @@ describe("WorkerBase", () => {
     const worker = new Recorder(0, () => {});
     assert.throws(() => worker.onStart("nope" as never), {
       name: "TypeError",
-      message: "Cannot add onStart callback: expected a function, got string",
+      message: 'Cannot add onStart callback: expected a function, got "nope"',
     });
   });
 });

@@ -15,11 +15,12 @@ import type {
   UnixListener,
 } from "./types.ts";
 
-// No static node: imports here: this module is loaded under Deno too (and
-// never run there), and a node: import would cost every Deno process its
-// Node compatibility layer. Bun has `process` as a global, and node:fs is
-// required lazily: its first use costs a Bun process ~4.5 MB.
-const process = (globalThis as unknown as { process: NodeProcess }).process;
+// Nothing here may touch Node's world at load time: this module is loaded
+// under Deno too (never run there), and a node: import, or even reading
+// `globalThis.process`, costs a Deno process its Node compatibility layer
+// (~10 ms, 8 MB). Under Bun, `process` is a global and node:fs is required
+// lazily: its first use costs a Bun process ~4.5 MB.
+let process: NodeProcess;
 
 interface NodeProcess {
   readonly pid: number;
@@ -117,6 +118,7 @@ export function bunRuntime(): Runtime {
   if (Bun === undefined) {
     throw new Error("Cannot load the workerpool Bun adapter: not on Bun");
   }
+  process = (globalThis as unknown as { process: NodeProcess }).process;
   return {
     name: "bun",
     version: Bun.version,
