@@ -26,7 +26,8 @@ export type WorkerMessage =
   | { t: "hb" }
   | { t: "ready" }
   | { t: "log"; record: WireRecord }
-  | { t: "boot-error"; message: string };
+  | { t: "boot-error"; message: string }
+  | { t: "stopping"; signal: "SIGTERM" | "SIGINT" };
 
 /** A frame that breaks the protocol; the connection is dropped. */
 export class FrameError extends Error {
@@ -126,6 +127,8 @@ export function toWorkerMessage(value: unknown): WorkerMessage {
         return isWireRecord(v.record);
       case "boot-error":
         return typeof v.message === "string";
+      case "stopping":
+        return v.signal === "SIGTERM" || v.signal === "SIGINT";
       default:
         return false;
     }

@@ -28,6 +28,8 @@ export class ChildHandle {
   connection: Connection | null = null;
   /** The cause it reported when its start callbacks failed. */
   bootError: string | null = null;
+  /** A signal it received from elsewhere than the master, if any. */
+  stoppedBy: string | null = null;
   /** The pending heartbeat check. */
   watchdog: ReturnType<typeof setTimeout> | undefined;
   #process: ChildProcess;
@@ -71,6 +73,11 @@ export function describeExit(status: ExitStatus): string {
   return status.signal === null
     ? `exited with code ${status.code}`
     : `was killed by ${status.signal}`;
+}
+
+/** `1 worker`, `2 workers`: a count with its noun. */
+export function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
 /** A random secret, 32 hex digits. */

@@ -100,6 +100,36 @@ export interface ResolvedOptions {
 }
 
 const ACTION = "Cannot create supervisor";
+const KNOWN_OPTIONS = [
+  "workers",
+  "checkInterval",
+  "workerTimeout",
+  "gracefulTimeout",
+  "minUptime",
+  "maxRestartDelay",
+  "maxBootErrors",
+  "stdout",
+  "stderr",
+  "logger",
+  "logLevel",
+];
+
+/** Throws a TypeError naming the first key of `options` not in `known`. */
+export function checkKeys(
+  action: string,
+  options: object,
+  known: readonly string[],
+): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new TypeError(
+        `${action}: unknown option ${JSON.stringify(key)} (known: ${
+          known.join(", ")
+        })`,
+      );
+    }
+  }
+}
 
 /** Turns the first argument of `new Supervisor()` into a factory. */
 export function toFactory(worker: WorkerClass | WorkerFactory): WorkerFactory {
@@ -143,10 +173,13 @@ export function resolveOptions(options: SupervisorOptions): ResolvedOptions {
       `${ACTION}: options must be an object, got ${describeValue(options)}`,
     );
   }
+  checkKeys(ACTION, options, KNOWN_OPTIONS);
   const resolved: ResolvedOptions = {
     ids: resolveIds(options.workers ?? 2),
     checkInterval: time("checkInterval", options.checkInterval, 1000, 1),
-    workerTimeout: time("workerTimeout", options.workerTimeout, 15000, 1),
+    // Heartbeats go every workerTimeout / 5: below 100 ms they would be
+    // too close together for a busy event loop to keep up.
+    workerTimeout: time("workerTimeout", options.workerTimeout, 15000, 100),
     gracefulTimeout: time("gracefulTimeout", options.gracefulTimeout, 30000),
     minUptime: time("minUptime", options.minUptime, 1000),
     maxRestartDelay: time("maxRestartDelay", options.maxRestartDelay, 10000),

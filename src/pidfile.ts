@@ -6,7 +6,7 @@
  * @module
  */
 import { absolute } from "./_path.ts";
-import { PidfileLockedError } from "./errors.ts";
+import { describe, PidfileLockedError } from "./errors.ts";
 import type { FileSystem } from "./runtime/mod.ts";
 
 /** A pidfile this process holds. */
@@ -37,6 +37,29 @@ export class Pidfile {
     isAlive: (pid: number) => boolean,
   ): Pidfile {
     const target = absolute(files.cwd(), path);
+    try {
+      return Pidfile.#link(files, target, pid, isAlive);
+    } catch (error) {
+      if (
+        error instanceof PidfileError || error instanceof PidfileLockedError
+      ) {
+        throw error;
+      }
+      throw new PidfileError(
+        `Cannot write pidfile ${target}: ${describe(error)}`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+
+  static #link(
+    files: FileSystem,
+    target: string,
+    pid: number,
+    isAlive: (pid: number) => boolean,
+  ): Pidfile {
     const temporary = `${target}.${pid}.tmp`;
     files.writeTextFile(temporary, `${pid}\n`);
     try {
@@ -44,14 +67,22 @@ export class Pidfile {
         if (files.link(temporary, target)) {
           return new Pidfile(files, target, pid);
         }
-        const holder = readPid(files, target);
-        if (holder !== null && holder !== pid && isAlive(holder)) {
+        const text = files.readTextFile(target);
+        if (text === null) continue; // removed meanwhile: try again
+        const holder = parsePid(text);
+        if (holder === null) {
+          // Not ours to delete: it may be any file the path points at.
+          throw new PidfileError(
+            `Cannot write pidfile: ${target} exists and does not hold a pid`,
+          );
+        }
+        if (holder !== pid && isAlive(holder)) {
           throw new PidfileLockedError(target, holder);
         }
-        // Stale (dead pid, our own, or unreadable): take it over.
+        // Stale: its process is gone. Take it over.
         files.remove(target);
       }
-      throw new Error(
+      throw new PidfileError(
         `Cannot write pidfile: ${target} keeps reappearing; another process races for it`,
       );
     } finally {
@@ -70,7 +101,15 @@ export class Pidfile {
 /** The pid in a pidfile, or null when missing or not a pid. */
 export function readPid(files: FileSystem, path: string): number | null {
   const text = files.readTextFile(path);
-  if (text === null) return null;
-  const pid = Number(text.trim());
-  return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+  return text === null ? null : parsePid(text);
 }
+
+function parsePid(text: string): number | null {
+  const pid = Number(text.trim());
+  return /^\s*\d+\s*$/.test(text) && Number.isSafeInteger(pid) && pid > 0
+    ? pid
+    : null;
+}
+
+/** The pidfile cannot be written; the message says why. */
+class PidfileError extends Error {}

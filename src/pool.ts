@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "./_path.ts";
-import { ChildHandle, describeExit, randomToken } from "./child.ts";
+import { ChildHandle, describeExit, plural, randomToken } from "./child.ts";
 import {
   FrameError,
   readFrames,
@@ -39,6 +39,12 @@ export const WORKER_ENV = {
 const INITIAL_RESTART_DELAY = 100;
 /** How long worker output may stay open after all workers exited. */
 const OUTPUT_DRAIN_MS = 2000;
+/**
+ * The wait before replacing a worker stopped by a signal from elsewhere: a
+ * Ctrl-C or a systemd stop signals the master too, and its own handler must
+ * get the chance to stop the pool before a new worker starts.
+ */
+const SIGNALLED_RESTART_DELAY = 250;
 
 /** What a worker looks like from outside, in {@linkcode Supervisor.pool}. */
 export interface WorkerInfo {
@@ -48,9 +54,11 @@ export interface WorkerInfo {
   readonly pid: number | null;
   /**
    * `starting` until its start callbacks finished, `ready` after,
-   * `stopping` once signalled, `restarting` while it waits for a new process.
+   * `stopping` once signalled, `restarting` while it waits for a new
+   * process, `stopped` when the pool is not running (before it started,
+   * after it stopped).
    */
-  readonly state: "starting" | "ready" | "stopping" | "restarting";
+  readonly state: "starting" | "ready" | "stopping" | "restarting" | "stopped";
   /** How many times this id's process was replaced. */
   readonly restarts: number;
   /** Milliseconds since the current process was spawned (0 without one). */
@@ -117,7 +125,8 @@ export class Pool {
       Object.freeze({
         id: slot.id,
         pid: slot.child?.pid ?? null,
-        state: slot.child?.state ?? "restarting",
+        state: slot.child?.state ??
+          (this.#state === "running" ? "restarting" : "stopped"),
         restarts: Math.max(0, slot.spawns - 1),
         uptime: slot.child ? now - slot.child.spawnedAt : 0,
       })
@@ -132,12 +141,12 @@ export class Pool {
   /** Opens the control socket and the outputs, and spawns every worker. */
   async start(): Promise<void> {
     if (this.#state !== "idle") return;
-    this.#controlDir = this.#runtime.makeTempDir("workerpool-");
-    const socket = this.#socketPath();
-    const missing = this.#runtime.missingPoolPermission(socket);
+    const missing = this.#runtime.missingPoolPermission();
     if (missing !== null) {
       throw new Error(`the master needs ${missing} (or -A)`);
     }
+    this.#controlDir = this.#runtime.makeTempDir("workerpool-");
+    const socket = this.#socketPath();
     // No stale socket file can be in the directory: it was created just now,
     // private to this process, so there is nothing to unlink before listening.
     this.#listener = this.#runtime.listenUnix(socket, (c) => this.#accept(c));
@@ -150,7 +159,9 @@ export class Pool {
     if (this.#state !== "idle") return; // stopped while opening
     this.#state = "running";
     this.#log.info(
-      `starting ${this.#slots.size} workers on ${this.#runtime.name} ${this.#runtime.version}`,
+      `starting ${
+        plural(this.#slots.size, "worker")
+      } on ${this.#runtime.name} ${this.#runtime.version}`,
     );
     for (const slot of this.#slots.values()) this.#spawn(slot, socket);
     this.#checkTimer = setInterval(
@@ -290,7 +301,7 @@ export class Pool {
 
   #heartbeatInterval(): number {
     // Several beats per deadline, so one late beat is not a death sentence.
-    return Math.max(10, Math.floor(this.#options.workerTimeout / 5));
+    return Math.floor(this.#options.workerTimeout / 5);
   }
 
   #watch(child: ChildHandle): void {
@@ -323,6 +334,19 @@ export class Pool {
       this.#maybeStopped();
       return;
     }
+    if (child.stoppedBy !== null) {
+      this.#childLog.info(
+        `${line}, stopped by a ${child.stoppedBy} from elsewhere`,
+      );
+      this.#childLog.debug(
+        `replacing worker ${slot.id} in ${SIGNALLED_RESTART_DELAY} ms unless the pool stops`,
+      );
+      slot.restartTimer = setTimeout(
+        () => this.#spawn(slot, socket),
+        SIGNALLED_RESTART_DELAY,
+      );
+      return;
+    }
     this.#childLog.warn(line);
     this.#scheduleRestart(slot, status, uptime, socket, child.bootError);
   }
@@ -337,7 +361,9 @@ export class Pool {
     const decision = slot.policy.exited(status, uptime);
     if (decision.action === "halt") {
       this.#log.critical(
-        `worker ${slot.id} failed to start ${decision.bootErrors} times in a row; halting the pool. Last cause: ${
+        `worker ${slot.id} failed to start ${
+          plural(decision.bootErrors, "time")
+        } in a row; halting the pool. Last cause: ${
           cause ?? `exit code ${status.code}`
         }`,
       );
@@ -369,7 +395,9 @@ export class Pool {
     clearInterval(this.#checkTimer);
     for (const slot of this.#slots.values()) clearTimeout(slot.restartTimer);
     const children = [...this.#children()];
-    this.#log.info(`stopping ${children.length} workers with ${signal}`);
+    this.#log.info(
+      `stopping ${plural(children.length, "worker")} with ${signal}`,
+    );
     Promise.all(children.map((child) => this.#stopChild(child, signal)))
       .then(() => this.#maybeStopped());
   }
@@ -466,6 +494,9 @@ export class Pool {
         break;
       case "hello":
         this.#childLog.debug(`${child} connected`);
+        break;
+      case "stopping":
+        if (child.state !== "stopping") child.stoppedBy = message.signal;
         break;
       case "hb":
         break;

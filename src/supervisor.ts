@@ -14,6 +14,7 @@ import {
 } from "./logging.ts";
 import {
   checkId,
+  checkKeys,
   type ResolvedOptions,
   resolveOptions,
   type SupervisorOptions,
@@ -187,12 +188,29 @@ export class Supervisor {
     );
     const pool = new Pool(runtime, this.#options, emit);
     this.#pool = pool;
+    let pidfile: Pidfile | null = null;
+    let inStartCallbacks = false;
+    const onSignal = (signal: "SIGTERM" | "SIGINT") => {
+      if (inStartCallbacks) {
+        // The callbacks cannot be aborted; a second signal gives up on them.
+        if (this.#stopRequest !== null) {
+          log.critical(`${signal} again during the onStart callbacks; exiting`);
+          pidfile?.release();
+          runtime.exit(1);
+        }
+        log.warn(
+          `${signal}: stopping once the onStart callbacks finish (signal again to exit now)`,
+        );
+      }
+      void this.#requestStop(signal);
+    };
+    // Kept until the process exits: a signal during the shutdown callbacks
+    // must not kill the master by its default action.
     const removers = [
-      runtime.onSignal("SIGTERM", () => void this.terminate()),
-      runtime.onSignal("SIGINT", () => void this.interrupt()),
+      runtime.onSignal("SIGTERM", () => onSignal("SIGTERM")),
+      runtime.onSignal("SIGINT", () => onSignal("SIGINT")),
     ];
     if (this.#stopRequest !== null) pool.shutdown(this.#stopRequest);
-    let pidfile: Pidfile | null = null;
     let started = false;
     let code: number;
     try {
@@ -204,9 +222,14 @@ export class Supervisor {
           (pid) => runtime.isAlive(pid),
         );
       }
-      started = true;
-      for (const callback of this.#startCallbacks) {
-        await bootStep(callback);
+      // Stopped before it started (stop() before main()): nothing to run.
+      if (this.#stopRequest === null) {
+        started = true;
+        inStartCallbacks = true;
+        for (const callback of this.#startCallbacks) {
+          await bootStep(callback);
+        }
+        inStartCallbacks = false;
       }
       await pool.start();
       if (notify !== undefined) {
@@ -215,6 +238,7 @@ export class Supervisor {
       await pool.stopped;
       code = pool.exitCode;
     } catch (error) {
+      inStartCallbacks = false;
       code = error instanceof MasterBootError ? EXIT_BOOT_ERROR : 1;
       const cause = error instanceof MasterBootError ? error.cause : error;
       log.critical(`Cannot run the pool: ${describe(cause)}`);
@@ -225,8 +249,6 @@ export class Supervisor {
         }).catch((e) => log.error(`Cannot report to the launcher: ${e}`));
       }
       await pool.shutdown("SIGTERM", code);
-    } finally {
-      for (const remove of removers) remove();
     }
     if (started) {
       for (const callback of this.#shutdownCallbacks) {
@@ -240,6 +262,7 @@ export class Supervisor {
     }
     await pool.dispose();
     pidfile?.release();
+    for (const remove of removers) remove();
     return code;
   }
 
@@ -265,10 +288,17 @@ function guardHandler(handler: LogHandler): (record: PoolLogRecord) => void {
     try {
       handler.handle(record);
     } catch (error) {
-      // A broken handler must not take the master down; say so once per record.
-      console.error(
-        `workerpool: the logger failed on "${record.msg}": ${describe(error)}`,
-      );
+      // A broken handler must not take the master down: report it on stderr,
+      // and if stderr itself is gone (EPIPE), there is nowhere left to say it.
+      try {
+        console.error(
+          `workerpool: the logger failed on "${record.msg}": ${
+            describe(error)
+          }`,
+        );
+      } catch {
+        // Dropped on purpose: see above.
+      }
     }
   };
 }
@@ -281,6 +311,7 @@ function checkMainOptions(options: MainOptions): void {
       }`,
     );
   }
+  checkKeys("Cannot start supervisor", options, ["pidfile", "daemonize"]);
   const { pidfile, daemonize } = options;
   if (
     pidfile !== undefined && (typeof pidfile !== "string" || pidfile === "")

@@ -73,20 +73,32 @@ export async function runWorker(
     () => client.send({ t: "hb" }),
     env.heartbeatInterval,
   );
-  const removers: (() => void)[] = [];
   let code = 0;
   try {
     // A factory that throws is a boot error as much as a failing onStart.
     const worker = bootErrorOnThrow(env.id, () => create(env.id));
     setLogSink(worker, forward);
-    worker.onStart(() => client.send({ t: "ready" }));
-    removers.push(
-      runtime.onSignal("SIGTERM", () => void worker.terminate()),
-      runtime.onSignal("SIGINT", () => void worker.interrupt()),
-    );
+    worker.onStart(async () => {
+      client.send({ t: "ready" });
+      // Out before main() runs: a sync main() holds the event loop.
+      await client.flush();
+    });
+    // Never removed: a signal that arrives while the last frames go out
+    // must not kill the process by its default action.
+    const onSignal = (signal: "SIGTERM" | "SIGINT") => {
+      // The master learns the stop was not its own (a Ctrl-C reaching the
+      // whole process group, systemd signalling the whole cgroup), so it
+      // does not rush to replace a worker it is about to stop anyway.
+      if (worker.isRunning()) client.send({ t: "stopping", signal });
+      if (signal === "SIGTERM") worker.terminate();
+      else worker.interrupt();
+    };
+    runtime.onSignal("SIGTERM", () => onSignal("SIGTERM"));
+    runtime.onSignal("SIGINT", () => onSignal("SIGINT"));
     client.closed.then(() => {
       if (!worker.isRunning()) return;
       console.error(`workerpool: ${who}: the master is gone; shutting down`);
+      removeControlDir(runtime, env.socket);
       worker.terminate();
       // An orphan must go even if its main() ignores the stop.
       const timer = setTimeout(() => runtime.exit(1), env.gracefulTimeout);
@@ -105,11 +117,29 @@ export async function runWorker(
     }
   } finally {
     clearInterval(beat);
-    for (const remove of removers) remove();
   }
   await withTimeout(client.flush(), FLUSH_MS);
   client.close();
   return code;
+}
+
+/**
+ * A master killed with SIGKILL cannot remove its private directory; its
+ * workers can, once they know it is gone. Only a directory named as the
+ * master names it is touched.
+ */
+function removeControlDir(runtime: Runtime, socket: string): void {
+  const dir = socket.slice(0, socket.lastIndexOf("/"));
+  if (!/\/workerpool-[^/]+$/.test(dir)) return;
+  try {
+    runtime.remove(dir);
+  } catch (error) {
+    console.error(
+      `workerpool: cannot remove the master's directory ${dir}: ${
+        describe(error)
+      }`,
+    );
+  }
 }
 
 function bootErrorOnThrow<T>(id: number, create: () => T): T {

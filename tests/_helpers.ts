@@ -27,15 +27,17 @@ export interface Master {
 }
 
 /**
- * Starts `script` as `deno run -A` (or `denoFlags`) or `bun`, whichever runs the tests, with
- * `env` added and a unique WORKERPOOL_TEST_TAG so its whole process tree can
- * be found later.
+ * Starts `script` as `deno run -A` (or `denoFlags`) or `bun`, whichever runs
+ * the tests, with `env` added and a unique WORKERPOOL_TEST_TAG so its whole
+ * process tree can be found later. `detached` gives it a session and process
+ * group of its own, as a shell gives a foreground job.
  */
 export function startScript(
   script: string,
   env: Record<string, string> = {},
-  denoFlags: string[] = ["-A"],
+  options: { denoFlags?: string[]; detached?: boolean } = {},
 ): Master {
+  const { denoFlags = ["-A"], detached = false } = options;
   const tag = `t${crypto.randomUUID()}`;
   const runArgs = detectRuntime() === "deno"
     ? ["run", ...denoFlags, script]
@@ -46,6 +48,7 @@ export function startScript(
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
+    detached,
   });
   let text = "";
   const decoder = new TextDecoder();

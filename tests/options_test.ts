@@ -102,6 +102,16 @@ describe("new Supervisor()", () => {
     }
   });
 
+  test("rejects unknown options, naming them", () => {
+    assert.throws(
+      () => new Supervisor(Idle, { wrokers: 4 } as never),
+      {
+        name: "TypeError",
+        message: /unknown option "wrokers" \(known: workers, /,
+      },
+    );
+  });
+
   test("accepts a factory", () => {
     assert.ok(new Supervisor((id) => new Idle(id)));
   });
@@ -151,5 +161,9 @@ describe("new Supervisor()", () => {
       supervisor.main({ daemonize: "yes" as unknown as boolean }),
       { name: "TypeError", message: /daemonize must be a boolean, got "yes"/ },
     );
+    await assert.rejects(supervisor.main({ pidFile: "x" } as never), {
+      name: "TypeError",
+      message: /unknown option "pidFile"/,
+    });
   });
 });

@@ -42,14 +42,31 @@ describe("Pidfile", () => {
     ]);
   });
 
-  test("takes over a stale or garbled pidfile", () => {
-    for (const content of ["77\n", "not a pid", ""]) {
-      const path = join(dir, "c.pid");
+  test("takes over a stale pidfile", () => {
+    const path = join(dir, "c.pid");
+    writeFileSync(path, "77\n");
+    const pidfile = Pidfile.acquire(runtime, path, 123, alive([]));
+    assert.equal(readPid(runtime, path), 123);
+    pidfile.release();
+    assert.equal(existsSync(path), false);
+  });
+
+  test("refuses, and keeps, a file that does not hold a pid", () => {
+    for (const content of ["my notes\n", "", "12abc"]) {
+      const path = join(dir, "notes.txt");
       writeFileSync(path, content);
-      const pidfile = Pidfile.acquire(runtime, path, 123, alive([]));
-      assert.equal(readPid(runtime, path), 123);
-      pidfile.release();
+      assert.throws(() => Pidfile.acquire(runtime, path, 123, alive([])), {
+        message: `Cannot write pidfile: ${path} exists and does not hold a pid`,
+      });
+      assert.equal(readFileSync(path, "utf8"), content);
     }
+  });
+
+  test("names the path when it cannot be written", () => {
+    const path = join(dir, "missing", "x.pid");
+    assert.throws(() => Pidfile.acquire(runtime, path, 123, alive([])), {
+      message: new RegExp(`^Cannot write pidfile ${path}: `),
+    });
   });
 
   test("release() leaves a pidfile that another process took over", () => {

@@ -221,13 +221,15 @@ describe("worker processes", () => {
         FIXTURE_EVENTS: events,
         FIXTURE_WORKERS: "1",
       },
-      [
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
-        "--allow-run",
-        "--allow-net",
-      ],
+      {
+        denoFlags: [
+          "--allow-read",
+          "--allow-write",
+          "--allow-env",
+          "--allow-run",
+          "--allow-net",
+        ],
+      },
     );
     try {
       const line = await waitFor(
@@ -251,6 +253,132 @@ describe("worker processes", () => {
         assert.equal(argv[0], process.execPath);
         assert.ok(argv.includes(pool), argv.join(" "));
       }
+      master.kill("SIGTERM");
+      assert.equal((await master.exited).code, 0);
+      await waitAllGone(master.tag);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("with -A on Deno, get the master's other runtime flags too", async () => {
+    const events = join(dir, "flags-all.events");
+    const flags = runtime.name === "deno"
+      ? ["-A", "--location", "http://127.0.0.1/app/"]
+      : [];
+    const master = startScript(pool, {
+      FIXTURE_EVENTS: events,
+      FIXTURE_WORKERS: "1",
+    }, { denoFlags: flags });
+    try {
+      const line = await waitFor(
+        "the worker in main",
+        () => readEvents(events).find((e) => e.includes("main-begin")),
+      );
+      const pid = Number(line.split(" ")[2]);
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      for (const flag of flags) assert.ok(argv.includes(flag), argv.join(" "));
+      assert.equal(
+        argv.at(-2),
+        runtime.name === "deno" ? `file://${pool}` : pool,
+      );
+      master.kill("SIGTERM");
+      assert.equal((await master.exited).code, 0);
+      await waitAllGone(master.tag);
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
+describe("signals from outside the pool", () => {
+  test("Ctrl-C to the whole process group stops it cleanly", async () => {
+    const events = join(dir, "ctrl-c.events");
+    // Three rounds: the race between the workers' own SIGINT and the
+    // master's is different every time.
+    for (let round = 0; round < 3; round++) {
+      const master = startScript(pool, {
+        FIXTURE_EVENTS: events,
+        FIXTURE_WORKERS: "3",
+      }, { detached: true });
+      try {
+        await waitFor(
+          "three workers in main",
+          () =>
+            readEvents(events).filter((e) => e.includes("main-begin"))
+              .length ===
+              3,
+        );
+        process.kill(-master.pid, "SIGINT"); // what a terminal does
+        assert.equal((await master.exited).code, 0);
+        await waitAllGone(master.tag);
+        const output = master.output();
+        assert.doesNotMatch(output, /killed by SIGINT/);
+        assert.doesNotMatch(output, / WARN | ERROR /);
+        // No replacement was started while the pool went down.
+        const pids = new Set(
+          [...output.matchAll(/worker \d \(pid (\d+)\)/g)].map((m) => m[1]),
+        );
+        assert.equal(pids.size, 3, output);
+        const shutdowns = readEvents(events).filter((e) =>
+          e.includes("shutdown2")
+        );
+        assert.equal(shutdowns.length, 3, "every worker shut down once");
+      } finally {
+        await cleanup(master);
+        rmSync(events, { force: true });
+      }
+    }
+  });
+
+  test("a signal during a hung master onStart waits; a second one exits", async () => {
+    const events = join(dir, "hang.events");
+    const master = startScript(pool, {
+      FIXTURE_EVENTS: events,
+      FIXTURE_MASTER_HANG: "1",
+    });
+    try {
+      await waitFor(
+        "the master's onStart",
+        () => readEvents(events).some((e) => e.startsWith("master start")),
+      );
+      master.kill("SIGTERM");
+      await waitFor(
+        "the warning",
+        () =>
+          /stopping once the onStart callbacks finish/.test(master.output()),
+      );
+      master.kill("SIGINT");
+      assert.equal((await master.exited).code, 1);
+      assert.match(
+        master.output(),
+        /SIGINT again during the onStart callbacks/,
+      );
+      await waitAllGone(master.tag);
+      assert.ok(!readEvents(events).some((e) => e.startsWith("worker")));
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("a worker with a sync stretch in main() reports ready first", async () => {
+    const master = startScript(pool, {
+      FIXTURE_BEHAVIOUR: "sync-block",
+      FIXTURE_WORKERS: "1",
+    });
+    try {
+      const pid = await waitFor(
+        "the first worker to exit",
+        () => master.output().match(/worker 0 \(pid (\d+)\) exited/)?.[1],
+      );
+      assert.match(
+        master.output(),
+        new RegExp(`worker 0 \\(pid ${pid}\\) is ready`),
+      );
+      assert.ok(
+        master.output().indexOf(`pid ${pid}) is ready`) <
+          master.output().indexOf(`pid ${pid}) exited`),
+      );
       master.kill("SIGTERM");
       assert.equal((await master.exited).code, 0);
       await waitAllGone(master.tag);

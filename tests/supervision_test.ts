@@ -103,12 +103,18 @@ describe("master death", () => {
       FIXTURE_WORKERS: "3",
     });
     try {
-      await pidOf(port, 0);
+      const worker = await pidOf(port, 0);
       await waitFor("three workers", () => taggedPids(master.tag).length === 4);
+      const socket = readFileSync(`/proc/${worker}/environ`, "latin1")
+        .split("\0").find((v) => v.startsWith("WORKERPOOL_CONTROL_SOCKET="))!
+        .split("=")[1];
+      assert.ok(existsSync(socket));
       master.kill("SIGKILL");
       await master.exited;
       await waitAllGone(master.tag, 10_000);
       assert.match(master.output(), /the master is gone; shutting down/);
+      // The workers removed the directory the killed master could not.
+      assert.equal(existsSync(socket.slice(0, socket.lastIndexOf("/"))), false);
     } finally {
       await cleanup(master);
     }

@@ -54,16 +54,37 @@ describe("Supervisor (master, fake runtime)", () => {
     supervisor.onStart(async () => {
       await Promise.resolve();
       order.push(`start with ${runtime.children.length} children`);
+      order.push(supervisor.pool.map((w) => `${w.id} ${w.state}`).join(", "));
     });
     supervisor.onShutdown(() => {
       order.push(`shutdown with ${runtime.alive().length} alive`);
+      order.push(supervisor.pool.map((w) => `${w.id} ${w.state}`).join(", "));
     });
     const exit = supervisor.main().catch((e: FakeExit) => e.code);
     await until(() => runtime.children.length === 2);
     await supervisor.terminate();
     assert.equal(await exit, 0);
-    assert.deepEqual(order, ["start with 0 children", "shutdown with 0 alive"]);
+    assert.deepEqual(order, [
+      "start with 0 children",
+      "0 stopped, 1 stopped",
+      "shutdown with 0 alive",
+      "0 stopped, 1 stopped",
+    ]);
     assert.equal(runtime.listenerCount(), 0);
+  });
+
+  test("stop() before main() runs no callbacks and spawns nothing", async () => {
+    const runtime = new FakeRuntime();
+    const supervisor = new Supervisor(Idle, { logger: { handle() {} } });
+    injectRuntime(supervisor, runtime);
+    let callbacks = 0;
+    supervisor.onStart(() => void callbacks++);
+    supervisor.onShutdown(() => void callbacks++);
+    await supervisor.stop();
+    const code = await supervisor.main().catch((e: FakeExit) => e.code);
+    assert.equal(code, 0);
+    assert.equal(callbacks, 0);
+    assert.equal(runtime.children.length, 0);
   });
 
   test("replaces an exited worker at once, with the same id", async () => {

@@ -147,25 +147,61 @@ function granted(descriptor: Deno.PermissionDescriptor): boolean {
 }
 
 function scriptCommand(): { command: string; args: string[] } {
-  const allowed = PERMISSIONS.filter((name) => granted({ name }));
-  const flags = allowed.length === PERMISSIONS.length
-    ? ["--allow-all"]
-    : allowed.map((name) => `--allow-${name}`);
+  const flags = masterFlags() ?? permissionFlags();
+  // A worker must never block on a permission prompt, and reusePort needs
+  // the net unstable flag.
+  for (const flag of ["--no-prompt", "--unstable-net"]) {
+    if (!flags.includes(flag)) flags.push(flag);
+  }
   return {
     command: Deno.execPath(),
-    args: [
-      "run",
-      ...flags,
-      // A worker must never block on a permission prompt.
-      "--no-prompt",
-      "--unstable-net",
-      Deno.mainModule,
-      ...Deno.args,
-    ],
+    args: ["run", ...flags, Deno.mainModule, ...Deno.args],
   };
 }
 
-function missingPoolPermission(socketPath: string): string | null {
+/** Flags for each permission the master holds in full. */
+function permissionFlags(): string[] {
+  const allowed = PERMISSIONS.filter((name) => granted({ name }));
+  return allowed.length === PERMISSIONS.length
+    ? ["--allow-all"]
+    : allowed.map((name) => `--allow-${name}`);
+}
+
+/**
+ * The master's own `deno run` flags (--unstable-*, --location, --config,
+ * --v8-flags…), read from /proc/self/cmdline, which Deno lets only a process
+ * with every permission read; null elsewhere. Watch-mode flags are left out:
+ * the master restarts on changes, the workers with it.
+ */
+function masterFlags(): string[] | null {
+  if (!PERMISSIONS.every((name) => granted({ name }))) return null;
+  let argv: string[];
+  try {
+    argv = Deno.readTextFileSync("/proc/self/cmdline").split("\0");
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null; // not Linux
+    throw error;
+  }
+  if (argv.at(-1) === "") argv.pop();
+  const scriptIndex = argv.length - Deno.args.length - 1;
+  const start = argv[1] === "run" ? 2 : 1;
+  const script = argv[scriptIndex] ?? "";
+  const name = script.slice(script.lastIndexOf("/") + 1);
+  if (scriptIndex < start || name === "" || !Deno.mainModule.endsWith(name)) {
+    return null; // not the `deno run [flags] script [args]` we understand
+  }
+  return argv.slice(start, scriptIndex).filter((flag) =>
+    !/^--(watch|watch-hmr|watch-exclude|no-clear-screen)(=|$)/.test(flag)
+  );
+}
+
+function missingPoolPermission(): string | null {
+  const variable = "TMPDIR";
+  const tmp = granted({ name: "env", variable })
+    ? Deno.env.get(variable) ?? "/tmp"
+    : "/tmp";
+  // A path like the one the control socket will have.
+  const socketPath = `${tmp}/workerpool-check/control.sock`;
   const needed: [string, Deno.PermissionDescriptor][] = [
     ["--allow-run", { name: "run", command: Deno.execPath() }],
     ["--allow-env", { name: "env", variable: "WORKERPOOL_WORKER_ID" }],

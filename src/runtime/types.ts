@@ -121,10 +121,10 @@ export interface Runtime extends FileSystem {
    */
   scriptCommand(): { command: string; args: string[] };
   /**
-   * The permissions the current process lacks to run a pool whose control
-   * socket is `socketPath` (Deno flags), or null.
+   * The permissions the current process lacks to run a pool (Deno flags),
+   * or null.
    */
-  missingPoolPermission(socketPath: string): string | null;
+  missingPoolPermission(): string | null;
   getEnv(name: string): string | undefined;
   deleteEnv(name: string): void;
   spawn(command: string, options: SpawnOptions): ChildProcess;
