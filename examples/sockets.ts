@@ -26,6 +26,7 @@ class WorkerHandler extends WorkerBase {
       { port, hostname: "127.0.0.1" },
       () => new Response(`pong from #${this.id} ${process.pid}!\n`),
     );
+    this.logger.info(`listening on http://127.0.0.1:${port}/`);
   }
 
   async stopServer() {
@@ -40,5 +41,4 @@ class WorkerHandler extends WorkerBase {
 }
 
 const supervisor = new Supervisor(WorkerHandler, { workers: 2 });
-supervisor.onStart(() => console.log(`listening on http://127.0.0.1:${port}/`));
 await supervisor.main();

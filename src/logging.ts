@@ -70,8 +70,10 @@ export interface Logger {
 }
 
 /**
- * Where the supervisor sends records, its own and its workers'. An `@std/log`
- * handler (`new ConsoleHandler("DEBUG")`, a `FileHandler`…) fits as is.
+ * Where the supervisor sends records, its own and its workers'. To use an
+ * `@std/log` handler, wrap it: `{ handle: (r) => handler.handle(new
+ * LogRecord({ msg: r.msg, args: r.args, level: r.level, loggerName:
+ * r.loggerName })) }` (the README shows it whole).
  */
 export interface LogHandler {
   /** Takes one record; it must not throw. */
