@@ -40,15 +40,9 @@ export class FrameError extends Error {
 const encoder = new TextEncoder();
 const NEWLINE = 0x0a;
 
-/** Encodes one message as a frame. */
-export function encodeFrame(message: WorkerMessage): Uint8Array {
-  return encoder.encode(JSON.stringify(message) + "\n");
-}
-
 /** Splits a byte stream into parsed frames, enforcing {@linkcode MAX_FRAME_BYTES}. */
 export class FrameDecoder {
-  #parts: Uint8Array[] = [];
-  #partBytes = 0;
+  #carry: Uint8Array | null = null;
   #decoder = new TextDecoder("utf-8", { fatal: true });
   #maxBytes: number;
 
@@ -58,51 +52,47 @@ export class FrameDecoder {
 
   /** Returns the complete frames in `chunk`; throws {@linkcode FrameError}. */
   push(chunk: Uint8Array): unknown[] {
-    const frames: unknown[] = [];
-    let start = 0;
-    for (;;) {
-      // 0x0a never occurs inside a multi-byte UTF-8 sequence.
-      const end = chunk.indexOf(NEWLINE, start);
+    // 0x0a never occurs inside a multi-byte UTF-8 sequence, so the bytes up
+    // to the last newline are whole frames: decoded in one call, split as
+    // text (one call per chunk, not per frame, for log floods).
+    const last = chunk.lastIndexOf(NEWLINE);
+    if (last === -1) {
+      this.#carry = this.#join(chunk);
+      if (this.#carry.length >= this.#maxBytes) this.#tooLarge();
+      return [];
+    }
+    const whole = this.#join(chunk.subarray(0, last));
+    const rest = chunk.subarray(last + 1);
+    this.#carry = rest.length > 0 ? rest.slice() : null;
+    if (this.#carry !== null && this.#carry.length >= this.#maxBytes) {
+      this.#tooLarge();
+    }
+    for (let start = 0;;) {
+      const end = whole.indexOf(NEWLINE, start);
+      if ((end === -1 ? whole.length : end) - start >= this.#maxBytes) {
+        this.#tooLarge();
+      }
       if (end === -1) break;
-      frames.push(this.#parse(this.#take(chunk.subarray(start, end))));
       start = end + 1;
     }
-    if (start < chunk.length) {
-      const rest = chunk.subarray(start);
-      this.#partBytes += rest.length;
-      if (this.#partBytes >= this.#maxBytes) this.#tooLarge();
-      this.#parts.push(rest);
-    }
-    return frames;
-  }
-
-  #take(tail: Uint8Array): Uint8Array {
-    if (this.#parts.length === 0) {
-      if (tail.length >= this.#maxBytes) this.#tooLarge();
-      return tail;
-    }
-    const size = this.#partBytes + tail.length;
-    if (size >= this.#maxBytes) this.#tooLarge();
-    const line = new Uint8Array(size);
-    let offset = 0;
-    for (const part of this.#parts) {
-      line.set(part, offset);
-      offset += part.length;
-    }
-    line.set(tail, offset);
-    this.#parts = [];
-    this.#partBytes = 0;
-    return line;
-  }
-
-  #parse(line: Uint8Array): unknown {
+    let text: string;
     try {
-      return JSON.parse(this.#decoder.decode(line));
+      text = this.#decoder.decode(whole);
     } catch {
-      throw new FrameError(
-        `Cannot parse frame: not JSON (${line.length} bytes)`,
-      );
+      throw new FrameError("Cannot parse frame: not UTF-8");
     }
+    return text.split("\n").map(parse);
+  }
+
+  /** The carried partial frame followed by `bytes`. */
+  #join(bytes: Uint8Array): Uint8Array {
+    const carry = this.#carry;
+    this.#carry = null;
+    if (carry === null) return bytes;
+    const joined = new Uint8Array(carry.length + bytes.length);
+    joined.set(carry);
+    joined.set(bytes, carry.length);
+    return joined;
   }
 
   #tooLarge(): never {
@@ -112,35 +102,47 @@ export class FrameDecoder {
   }
 }
 
+function parse(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new FrameError(
+      `Cannot parse frame: not JSON (${line.length} characters)`,
+    );
+  }
+}
+
 /** Checks a parsed frame's shape; throws {@linkcode FrameError}. */
 export function toWorkerMessage(value: unknown): WorkerMessage {
-  const v = value as Record<string, unknown> | null;
-  const ok = typeof v === "object" && v !== null && (() => {
-    switch (v.t) {
-      case "hello":
-        return typeof v.id === "number" && typeof v.pid === "number" &&
-          typeof v.token === "string";
-      case "hb":
-      case "ready":
-        return true;
-      case "log":
-        return isWireRecord(v.record);
-      case "boot-error":
-        return typeof v.message === "string";
-      case "stopping":
-        return v.signal === "SIGTERM" || v.signal === "SIGINT";
-      default:
-        return false;
-    }
-  })();
-  if (!ok) {
+  if (!isWorkerMessage(value)) {
     throw new FrameError(
       `Cannot handle frame: unknown message ${
         JSON.stringify(value).slice(0, 80)
       }`,
     );
   }
-  return value as WorkerMessage;
+  return value;
+}
+
+function isWorkerMessage(value: unknown): value is WorkerMessage {
+  const v = value as Record<string, unknown> | null;
+  if (typeof v !== "object" || v === null) return false;
+  switch (v.t) {
+    case "log":
+      return isWireRecord(v.record);
+    case "hb":
+    case "ready":
+      return true;
+    case "hello":
+      return typeof v.id === "number" && typeof v.pid === "number" &&
+        typeof v.token === "string";
+    case "boot-error":
+      return typeof v.message === "string";
+    case "stopping":
+      return v.signal === "SIGTERM" || v.signal === "SIGINT";
+    default:
+      return false;
+  }
 }
 
 function isWireRecord(value: unknown): value is WireRecord {
@@ -170,7 +172,7 @@ export async function readFrames(
  */
 export class ChannelClient {
   #connection: Connection;
-  #queue: Uint8Array[] = [];
+  #queue: string[] = [];
   #writing: Promise<void> | null = null;
   #broken: unknown = null;
   /** Resolves when the master end closes: the master is gone. */
@@ -204,7 +206,7 @@ export class ChannelClient {
   /** Queues a message; it is written as soon as the socket takes it. */
   send(message: WorkerMessage): void {
     if (this.#broken !== null) return;
-    this.#queue.push(encodeFrame(message));
+    this.#queue.push(JSON.stringify(message) + "\n");
     this.#writing ??= this.#drain();
   }
 
@@ -221,8 +223,9 @@ export class ChannelClient {
   async #drain(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
+        // One encode for the whole batch, not one per frame.
         const frames = this.#queue.splice(0);
-        await this.#connection.write(concat(frames));
+        await this.#connection.write(encoder.encode(frames.join("")));
       }
     } catch (error) {
       // The master is gone; `closed` reports it, so queued frames are moot.
@@ -232,17 +235,4 @@ export class ChannelClient {
       this.#writing = null;
     }
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  let size = 0;
-  for (const part of parts) size += part.length;
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }

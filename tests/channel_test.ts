@@ -1,7 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  encodeFrame,
   FrameDecoder,
   FrameError,
   MAX_FRAME_BYTES,
@@ -9,6 +8,7 @@ import {
 } from "../src/channel.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
+const encodeFrame = (message: unknown) => bytes(JSON.stringify(message) + "\n");
 
 describe("FrameDecoder", () => {
   test("splits frames, however the bytes are chunked", () => {
