@@ -28,6 +28,32 @@ export function scriptCommand(
     : [BIN.bun, [script]];
 }
 
+const live = new Set<Proc>();
+
+/**
+ * SIGKILLs every process the bench started and has not stopped: on Ctrl-C,
+ * SIGTERM or an error, a pool under measurement must not outlive the bench.
+ */
+export function killAll(): void {
+  for (const proc of live) {
+    for (const pid of childrenOf(proc.pid)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+    proc.kill("SIGKILL");
+  }
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+
 /** A process started by the bench, its output collected. */
 export class Proc {
   readonly child: ChildProcess;
@@ -48,8 +74,12 @@ export class Proc {
     };
     this.child.stdout!.on("data", collect);
     this.child.stderr!.on("data", collect);
+    live.add(this);
     this.exited = new Promise((resolve) =>
-      this.child.on("exit", (code, signal) => resolve(code ?? signal ?? -1))
+      this.child.on("exit", (code, signal) => {
+        live.delete(this);
+        resolve(code ?? signal ?? -1);
+      })
     );
   }
 

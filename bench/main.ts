@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { BIN, type RuntimeName } from "./_lib.ts";
+import { BIN, killAll, type RuntimeName } from "./_lib.ts";
 import {
   type BenchOptions,
   crashLoop,
@@ -78,12 +78,16 @@ for (const name of values.only ?? []) {
 
 ensureWrk();
 const figures: Figure[] = [];
-for (const [name, measure] of Object.entries(suite)) {
-  if (values.only && !values.only.includes(name)) continue;
-  for (const runtime of runtimes) {
-    console.error(`… ${name} on ${runtime}`);
-    figures.push(...[await measure(runtime)].flat());
+try {
+  for (const [name, measure] of Object.entries(suite)) {
+    if (values.only && !values.only.includes(name)) continue;
+    for (const runtime of runtimes) {
+      console.error(`… ${name} on ${runtime}`);
+      figures.push(...[await measure(runtime)].flat());
+    }
   }
+} finally {
+  killAll();
 }
 
 const header = [
