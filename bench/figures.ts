@@ -116,44 +116,52 @@ export async function throughput(
   const pool: number[] = [];
   const bare: number[] = [];
   const parallel: number[] = [];
+  const measurePool = async () => {
+    const { pool: p, port } = await startPool(
+      runtime,
+      { WORKERS: String(workers) },
+      workers,
+    );
+    pool.push(load(port, o.seconds));
+    await p.stop();
+  };
+  const measureBare = async () => {
+    const port = await freePort();
+    const procs = Array.from(
+      { length: workers },
+      () => Proc.script(runtime, BARE, { PORT: String(port) }),
+    );
+    await distinctAnswers(port, workers);
+    bare.push(load(port, o.seconds));
+    await Promise.all(procs.map((p) => p.stop()));
+  };
+  const measureParallel = async () => {
+    const port = await freePort();
+    const p = new Proc(BIN.deno, [
+      "serve",
+      "--parallel",
+      "-A",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      fixture("serve_parallel.ts"),
+    ], { DENO_JOBS: String(workers) });
+    await until(
+      "deno serve to answer",
+      async () => (await httpOnce(port, 100)) !== null,
+    );
+    parallel.push(load(port, o.seconds));
+    await p.stop();
+  };
+  const order = runtime === "deno"
+    ? [measurePool, measureBare, measureParallel]
+    : [measurePool, measureBare];
   for (let run = 0; run < o.runs; run++) {
-    {
-      const { pool: p, port } = await startPool(
-        runtime,
-        { WORKERS: String(workers) },
-        workers,
-      );
-      pool.push(load(port, o.seconds));
-      await p.stop();
-    }
-    {
-      const port = await freePort();
-      const procs = Array.from(
-        { length: workers },
-        () => Proc.script(runtime, BARE, { PORT: String(port) }),
-      );
-      await distinctAnswers(port, workers);
-      bare.push(load(port, o.seconds));
-      await Promise.all(procs.map((p) => p.stop()));
-    }
-    if (runtime === "deno") {
-      const port = await freePort();
-      const p = new Proc(BIN.deno, [
-        "serve",
-        "--parallel",
-        "-A",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        String(port),
-        fixture("serve_parallel.ts"),
-      ], { DENO_JOBS: String(workers) });
-      await until(
-        "deno serve to answer",
-        async () => (await httpOnce(port, 100)) !== null,
-      );
-      parallel.push(load(port, o.seconds));
-      await p.stop();
+    // ABBA: every other run in reverse order, so a drift of the shared
+    // machine during a run does not favour whichever goes first.
+    for (const measure of run % 2 ? [...order].reverse() : order) {
+      await measure();
     }
   }
   const name = `req/s, pool of ${workers}`;
