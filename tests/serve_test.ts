@@ -1,7 +1,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { serve } from "../mod.ts";
-import { freePort, httpGet } from "./_helpers.ts";
+import {
+  fixture,
+  freePort,
+  httpGet,
+  runtime,
+  startScript,
+} from "./_helpers.ts";
 
 describe("serve()", () => {
   test("two servers share one port with reusePort", async () => {
@@ -66,6 +72,27 @@ describe("serve()", () => {
       );
     } finally {
       await holder.shutdown();
+    }
+  });
+
+  test("says what reusePort needs instead of letting Deno exit with 70", async () => {
+    const port = await freePort();
+    // Deno: no deno.json, no --unstable-net. Bun needs no flag at all.
+    const script = startScript(fixture("serve_once.ts"), {
+      PORT: String(port),
+    }, { denoFlags: ["--no-config", "-A"] });
+    const { code } = await script.exited;
+    if (runtime.name === "deno") {
+      assert.equal(code, 2, script.output());
+      assert.match(
+        script.output(),
+        new RegExp(
+          `failed: Cannot serve with reusePort on port ${port}: Deno needs --unstable-net`,
+        ),
+      );
+    } else {
+      assert.equal(code, 0, script.output());
+      assert.match(script.output(), new RegExp(`listening on ${port}`));
     }
   });
 
