@@ -31,27 +31,26 @@ export function scriptCommand(
 const live = new Set<Proc>();
 
 /**
- * SIGKILLs every process the bench started and has not stopped: on Ctrl-C,
+ * Stops every process the bench started and has not stopped: on Ctrl-C,
  * SIGTERM or an error, a pool under measurement must not outlive the bench.
+ * SIGTERM first, so pools clean up after themselves; SIGKILL for what is
+ * left after 3 s, workers included.
  */
-export function killAll(): void {
-  for (const proc of live) {
-    for (const pid of childrenOf(proc.pid)) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // Already gone.
-      }
+export async function stopAll(): Promise<void> {
+  const procs = [...live];
+  const workers = procs.flatMap((proc) => childrenOf(proc.pid));
+  await Promise.all(procs.map((proc) => proc.stop(3000)));
+  for (const pid of workers.filter(isAlive)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch (error) {
+      if ((error as { code?: string }).code !== "ESRCH") throw error;
     }
-    proc.kill("SIGKILL");
   }
 }
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    killAll();
-    process.exit(130);
-  });
+  process.on(signal, () => void stopAll().finally(() => process.exit(130)));
 }
 
 /** A process started by the bench, its output collected. */

@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { BIN, killAll, type RuntimeName } from "./_lib.ts";
+import { BIN, type RuntimeName, stopAll } from "./_lib.ts";
 import {
   type BenchOptions,
   crashLoop,
@@ -87,7 +87,7 @@ try {
     }
   }
 } finally {
-  killAll();
+  await stopAll();
 }
 
 const header = [

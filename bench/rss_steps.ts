@@ -16,8 +16,8 @@ import {
 const STEPS = [
   "an idle process (the baseline)",
   "+ import mod.ts, pick the runtime adapter",
-  "+ the adapter, a private temp dir, a Unix listener",
-  "+ a spawned child, SIGTERM and SIGINT listeners",
+  "+ a private temp dir, a Unix listener, SIGTERM and SIGINT listeners",
+  "+ a spawned child",
   "+ a connected Unix socket, a line on stderr",
   "a master of 4 idle workers",
 ];
