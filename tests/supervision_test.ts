@@ -37,6 +37,16 @@ function pidOf(port: number, id: number, not?: number): Promise<number> {
   });
 }
 
+/**
+ * The control socket a worker was started with: /proc keeps the environment
+ * a process began with, even after it removed the variable.
+ */
+function controlSocketOf(pid: number): string {
+  const environ = readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
+  const name = "WORKERPOOL_CONTROL_SOCKET=";
+  return environ.find((v) => v.startsWith(name))!.slice(name.length);
+}
+
 async function stopAndCheck(master: Master): Promise<void> {
   master.kill("SIGTERM");
   assert.equal((await master.exited).code, 0);
@@ -105,9 +115,7 @@ describe("master death", () => {
     try {
       const worker = await pidOf(port, 0);
       await waitFor("three workers", () => taggedPids(master.tag).length === 4);
-      const socket = readFileSync(`/proc/${worker}/environ`, "latin1")
-        .split("\0").find((v) => v.startsWith("WORKERPOOL_CONTROL_SOCKET="))!
-        .split("=")[1];
+      const socket = controlSocketOf(worker);
       assert.ok(existsSync(socket));
       master.kill("SIGKILL");
       await master.exited;
@@ -155,10 +163,7 @@ describe("the control socket", () => {
     });
     try {
       const worker = await pidOf(port, 0);
-      const environ = readFileSync(`/proc/${worker}/environ`, "latin1");
-      const path = environ.split("\0").find((v) =>
-        v.startsWith("WORKERPOOL_CONTROL_SOCKET=")
-      )!.split("=")[1];
+      const path = controlSocketOf(worker);
       const token = "0".repeat(32);
       const attempts = [
         "this is not json\n",
@@ -169,8 +174,12 @@ describe("the control socket", () => {
       for (const payload of attempts) {
         assert.equal(await sendAndAwaitClose(path, payload), "closed");
       }
-      await waitFor("four drops in the log", () =>
-        master.output().match(/dropped the control connection/g)?.length === 4);
+      await waitFor(
+        "four drops in the log",
+        () =>
+          master.output().match(/dropped the control connection/g)?.length ===
+            4,
+      );
       assert.match(master.output(), /not JSON/);
       assert.match(master.output(), /wrong token for worker 0/);
       assert.match(master.output(), /larger than 1048576 bytes/);
