@@ -43,7 +43,6 @@ export class Outputs {
     stderr: OutputTarget,
     onError: (error: unknown) => void,
   ): Promise<Outputs> {
-    const fs = files;
     const opened = new Map<string, Promise<Sink>>();
     const sinkFor = (target: OutputTarget): Promise<Sink> | null => {
       if (target === "inherit" || target === "null") return null;
@@ -51,8 +50,8 @@ export class Outputs {
         return Promise.resolve(streamSink(target));
       }
       // stdout and stderr sent to one file share one handle.
-      const path = absolute(fs.cwd(), target);
-      if (!opened.has(path)) opened.set(path, fileSink(fs, path));
+      const path = absolute(files.cwd(), target);
+      if (!opened.has(path)) opened.set(path, fileSink(files, path));
       return opened.get(path)!;
     };
     const [out, err] = await Promise.all([sinkFor(stdout), sinkFor(stderr)]);

@@ -163,9 +163,9 @@ export class Pool {
         plural(this.#slots.size, "worker")
       } on ${this.#runtime.name} ${this.#runtime.version}`,
     );
-    for (const slot of this.#slots.values()) this.#spawn(slot, socket);
+    for (const slot of this.#slots.values()) this.#spawn(slot);
     this.#checkTimer = setInterval(
-      () => this.#reconcile(socket),
+      () => this.#reconcile(),
       this.#options.checkInterval,
     );
   }
@@ -183,16 +183,16 @@ export class Pool {
       }
       return this.#stopped.promise;
     }
-    const wasIdle = this.#state === "idle";
-    this.#state = "stopping";
     this.#stopSignal = signal;
     this.#exitCode = exitCode;
-    if (wasIdle) {
+    if (this.#state === "idle") {
+      // Nothing was started: stopped at once.
       this.#state = "stopped";
       this.#stopped.resolve();
-      return this.#stopped.promise;
+    } else {
+      this.#state = "stopping";
+      this.#stopAll(signal);
     }
-    this.#stopAll(signal);
     return this.#stopped.promise;
   }
 
@@ -209,7 +209,7 @@ export class Pool {
     }
     const slot = this.#newSlot(id);
     this.#slots.set(id, slot);
-    if (this.#state === "running") this.#spawn(slot, this.#socketPath());
+    if (this.#state === "running") this.#spawn(slot);
   }
 
   /** Removes worker `id`: stops it with `signal`, resolves once it exited. */
@@ -256,7 +256,7 @@ export class Pool {
     for (const child of this.#tokens.values()) yield child;
   }
 
-  #spawn(slot: Slot, socket: string): void {
+  #spawn(slot: Slot): void {
     slot.restartTimer = undefined;
     if (this.#state !== "running" || slot.child !== null) return;
     if (this.#slots.get(slot.id) !== slot) return;
@@ -271,7 +271,7 @@ export class Pool {
           args: this.#command.args,
           env: {
             [WORKER_ENV.id]: String(slot.id),
-            [WORKER_ENV.socket]: socket,
+            [WORKER_ENV.socket]: this.#socketPath(),
             [WORKER_ENV.token]: token,
             [WORKER_ENV.heartbeat]: String(this.#heartbeatInterval()),
             [WORKER_ENV.graceful]: String(this.#options.gracefulTimeout),
@@ -283,7 +283,7 @@ export class Pool {
       );
     } catch (error) {
       this.#childLog.error(`Cannot spawn worker ${slot.id}`, error);
-      this.#scheduleRestart(slot, { code: 1, signal: null }, 0, socket);
+      this.#scheduleRestart(slot, { code: 1, signal: null }, 0);
       return;
     }
     slot.spawns++;
@@ -294,7 +294,7 @@ export class Pool {
     this.#watch(child);
     this.#childLog.debug(`spawned ${child}`);
     child.status.then(
-      (status) => this.#exited(slot, child, status, socket),
+      (status) => this.#exited(slot, child, status),
       (error) => this.#childLog.critical(`Cannot reap ${child}`, error),
     );
   }
@@ -322,7 +322,7 @@ export class Pool {
     child.watchdog = setTimeout(check, timeout);
   }
 
-  #exited(slot: Slot, child: ChildHandle, status: ExitStatus, socket: string) {
+  #exited(slot: Slot, child: ChildHandle, status: ExitStatus): void {
     clearTimeout(child.watchdog);
     this.#tokens.delete(child.token);
     child.connection?.close();
@@ -342,20 +342,19 @@ export class Pool {
         `replacing worker ${slot.id} in ${SIGNALLED_RESTART_DELAY} ms unless the pool stops`,
       );
       slot.restartTimer = setTimeout(
-        () => this.#spawn(slot, socket),
+        () => this.#spawn(slot),
         SIGNALLED_RESTART_DELAY,
       );
       return;
     }
     this.#childLog.warn(line);
-    this.#scheduleRestart(slot, status, uptime, socket, child.bootError);
+    this.#scheduleRestart(slot, status, uptime, child.bootError);
   }
 
   #scheduleRestart(
     slot: Slot,
     status: ExitStatus,
     uptime: number,
-    socket: string,
     cause: string | null = null,
   ): void {
     const decision = slot.policy.exited(status, uptime);
@@ -370,23 +369,23 @@ export class Pool {
       this.shutdown("SIGTERM", 3);
       return;
     }
-    if (decision.delay === 0) return this.#spawn(slot, socket);
+    if (decision.delay === 0) return this.#spawn(slot);
     this.#childLog.info(
       `restarting worker ${slot.id} in ${decision.delay} ms (it keeps dying young)`,
     );
     slot.restartTimer = setTimeout(
-      () => this.#spawn(slot, socket),
+      () => this.#spawn(slot),
       decision.delay,
     );
   }
 
   /** The periodic check: respawn any id left without a process. */
-  #reconcile(socket: string): void {
+  #reconcile(): void {
     if (this.#state !== "running") return;
     for (const slot of this.#slots.values()) {
       if (slot.child === null && slot.restartTimer === undefined) {
         this.#childLog.warn(`worker ${slot.id} had no process; spawning one`);
-        this.#spawn(slot, socket);
+        this.#spawn(slot);
       }
     }
   }

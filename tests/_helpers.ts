@@ -1,13 +1,22 @@
 // Test helpers: run fixtures under the runtime running the tests, poll for
 // observable facts with a bound, and find every process a test started.
 import process from "node:process";
-import { readdirSync, readFileSync } from "node:fs";
+import { after } from "node:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer, Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { detectRuntime, loadRuntime } from "../src/runtime/mod.ts";
 import type { ChildProcess, SignalName } from "../src/runtime/mod.ts";
 
 export const runtime = await loadRuntime();
+
+/** A private temporary directory, removed once the test file has run. */
+export function testDir(): string {
+  const dir = mkdtempSync(`${tmpdir()}/workerpool-test-`);
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 /** Absolute path of a fixture script. */
 export function fixture(name: string): string {

@@ -1,20 +1,11 @@
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Pidfile, readPid } from "../src/pidfile.ts";
-import { runtime } from "./_helpers.ts";
+import { runtime, testDir } from "./_helpers.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "workerpool-pidfile-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = testDir();
 const alive = (live: number[]) => (pid: number) => live.includes(pid);
 
 describe("Pidfile", () => {

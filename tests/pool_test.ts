@@ -1,11 +1,10 @@
 // Integration: real pools of real processes under the runtime running the
 // tests, real signals, real HTTP on one shared port.
 import process from "node:process";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   cleanup,
@@ -15,12 +14,12 @@ import {
   readEvents,
   runtime,
   startScript,
+  testDir,
   waitAllGone,
   waitFor,
 } from "./_helpers.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "workerpool-test-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = testDir();
 const pool = fixture("pool.ts");
 
 /** Collects "id pid" answers until `ids` distinct worker ids were seen. */

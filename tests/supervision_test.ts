@@ -1,16 +1,9 @@
 // Integration: hang detection, orphans, crash loops, the control socket's
 // defences, output and log forwarding, pidfiles and daemons.
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   cleanup,
@@ -21,12 +14,12 @@ import {
   runtime,
   startScript,
   taggedPids,
+  testDir,
   waitAllGone,
   waitFor,
 } from "./_helpers.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "workerpool-test-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = testDir();
 const pool = fixture("pool.ts");
 
 /** The pid currently answering for `id` on `port`. */
