@@ -40,8 +40,8 @@ export type {
   SupervisorOptions,
   WorkerClass,
   WorkerFactory,
-} from "./src/options.ts";
-export type { WorkerInfo } from "./src/pool.ts";
+} from "./src/_options.ts";
+export type { WorkerInfo } from "./src/_pool.ts";
 export { serve } from "./src/serve.ts";
 export type { Handler, HttpServer, ServeOptions } from "./src/serve.ts";
 export { BootError, EXIT_BOOT_ERROR } from "./src/errors.ts";

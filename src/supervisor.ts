@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { DAEMON_ENV, launchDaemon, reportToLauncher } from "./daemon.ts";
+import { DAEMON_ENV, launchDaemon, reportToLauncher } from "./_daemon.ts";
 import { describe, describeValue, EXIT_BOOT_ERROR } from "./errors.ts";
 import {
   createLogger,
@@ -21,12 +21,12 @@ import {
   toFactory,
   type WorkerClass,
   type WorkerFactory,
-} from "./options.ts";
-import { Pidfile } from "./pidfile.ts";
-import { Pool, type WorkerInfo } from "./pool.ts";
+} from "./_options.ts";
+import { Pidfile } from "./_pidfile.ts";
+import { Pool, type WorkerInfo } from "./_pool.ts";
 import { loadRuntime, type Runtime, type SignalName } from "./runtime/mod.ts";
 import { checkCallback, type LifecycleCallback } from "./worker.ts";
-import { runWorker, takeWorkerEnv } from "./worker_main.ts";
+import { runWorker, takeWorkerEnv } from "./_worker_main.ts";
 
 /** Options of {@linkcode Supervisor.main}. */
 export interface MainOptions {

@@ -5,10 +5,10 @@
  *
  * @module
  */
-import { ChannelClient, type WireRecord } from "./channel.ts";
+import { ChannelClient, type WireRecord } from "./_channel.ts";
 import { BootError, describe, EXIT_BOOT_ERROR } from "./errors.ts";
 import { createLogger, type LogRecord, toJsonSafe } from "./logging.ts";
-import { WORKER_ENV } from "./pool.ts";
+import { WORKER_ENV } from "./_pool.ts";
 import type { Runtime } from "./runtime/mod.ts";
 import { setLogSink, type WorkerBase } from "./worker.ts";
 

@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Outputs } from "../src/output.ts";
-import { runtime } from "./_helpers.ts";
+import { Outputs } from "../../src/_output.ts";
+import { runtime } from "../_helpers.ts";
 
 const encoder = new TextEncoder();
 

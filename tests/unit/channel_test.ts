@@ -5,7 +5,7 @@ import {
   FrameError,
   MAX_FRAME_BYTES,
   toWorkerMessage,
-} from "../src/channel.ts";
+} from "../../src/_channel.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const encodeFrame = (message: unknown) => bytes(JSON.stringify(message) + "\n");

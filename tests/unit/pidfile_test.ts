@@ -2,8 +2,8 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Pidfile, readPid } from "../src/pidfile.ts";
-import { runtime, testDir } from "./_helpers.ts";
+import { Pidfile, readPid } from "../../src/_pidfile.ts";
+import { runtime, testDir } from "../_helpers.ts";
 
 const dir = testDir();
 const alive = (live: number[]) => (pid: number) => live.includes(pid);

@@ -6,18 +6,18 @@
  * @module
  */
 import { join } from "./_path.ts";
-import { ChildHandle, describeExit, plural, randomToken } from "./child.ts";
+import { ChildHandle, describeExit, plural, randomToken } from "./_child.ts";
 import {
   FrameError,
   readFrames,
   toWorkerMessage,
   type WorkerMessage,
-} from "./channel.ts";
+} from "./_channel.ts";
 import { describe } from "./errors.ts";
 import { createLogger, type Logger, type PoolLogRecord } from "./logging.ts";
-import { checkId, type ResolvedOptions } from "./options.ts";
-import { Outputs } from "./output.ts";
-import { RestartPolicy } from "./restart_policy.ts";
+import { checkId, type ResolvedOptions } from "./_options.ts";
+import { Outputs } from "./_output.ts";
+import { RestartPolicy } from "./_restart_policy.ts";
 import type {
   Connection,
   ExitStatus,

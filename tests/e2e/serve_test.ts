@@ -1,13 +1,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { serve } from "../mod.ts";
+import { serve } from "../../mod.ts";
 import {
   fixture,
   freePort,
   httpGet,
   runtime,
   startScript,
-} from "./_helpers.ts";
+} from "../_helpers.ts";
 
 describe("serve()", () => {
   test("two servers share one port with reusePort", async () => {

@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "./_path.ts";
-import { readFrames } from "./channel.ts";
+import { readFrames } from "./_channel.ts";
 import { describe } from "./errors.ts";
 import type { Runtime } from "./runtime/mod.ts";
 

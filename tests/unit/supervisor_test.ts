@@ -2,9 +2,9 @@
 // replaces, with every process exit under the test's control.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type PoolLogRecord, Supervisor, WorkerBase } from "../mod.ts";
-import { injectRuntime } from "../src/supervisor.ts";
-import { FakeExit, FakeRuntime } from "./_fake_runtime.ts";
+import { type PoolLogRecord, Supervisor, WorkerBase } from "../../mod.ts";
+import { injectRuntime } from "../../src/supervisor.ts";
+import { FakeExit, FakeRuntime } from "../_fake_runtime.ts";
 
 class Idle extends WorkerBase {
   main() {}

@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { BootError, WorkerBase } from "../mod.ts";
+import { BootError, WorkerBase } from "../../mod.ts";
 
 /** A worker whose steps are recorded; its main() is given per test. */
 class Recorder extends WorkerBase {

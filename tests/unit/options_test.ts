@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Supervisor, WorkerBase } from "../mod.ts";
+import { Supervisor, WorkerBase } from "../../mod.ts";
 
 class Idle extends WorkerBase {
   main() {}

@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { RestartPolicy } from "../src/restart_policy.ts";
+import { RestartPolicy } from "../../src/_restart_policy.ts";
 
 const options = {
   minUptime: 1000,

@@ -17,7 +17,7 @@ import {
   testDir,
   waitAllGone,
   waitFor,
-} from "./_helpers.ts";
+} from "../_helpers.ts";
 
 const dir = testDir();
 const pool = fixture("pool.ts");
