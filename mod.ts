@@ -30,26 +30,26 @@
  *
  * @module
  */
-export { WorkerBase } from "./src/worker.ts";
-export type { LifecycleCallback } from "./src/worker.ts";
 export { Supervisor } from "./src/supervisor.ts";
-export type { MainOptions } from "./src/supervisor.ts";
-export type { SignalName } from "./src/runtime/mod.ts";
-export type {
-  OutputTarget,
-  SupervisorOptions,
-  WorkerClass,
-  WorkerFactory,
-} from "./src/_options.ts";
-export type { WorkerInfo } from "./src/_pool.ts";
+export { WorkerBase } from "./src/worker.ts";
 export { serve } from "./src/serve.ts";
-export type { Handler, HttpServer, ServeOptions } from "./src/serve.ts";
 export { BootError, EXIT_BOOT_ERROR } from "./src/errors.ts";
 export { formatRecord, LogLevels, stderrHandler } from "./src/logging.ts";
 export type {
+  Handler,
+  HttpServer,
   LevelName,
+  LifecycleCallback,
   Logger,
   LogHandler,
   LogRecord,
+  MainOptions,
+  OutputTarget,
   PoolLogRecord,
-} from "./src/logging.ts";
+  ServeOptions,
+  SignalName,
+  SupervisorOptions,
+  WorkerClass,
+  WorkerFactory,
+  WorkerInfo,
+} from "./src/types.ts";

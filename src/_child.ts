@@ -1,17 +1,38 @@
 /**
- * `ChildHandle`: the master's view of one worker process, from spawn to exit.
+ * `ChildHandle`: the master's view of one worker process, from spawn to
+ * exit. It owns its state: every transition is a method here, and no other
+ * file changes its fields.
  *
  * @module
  */
+import type { Logger } from "./types.ts";
 import type {
   ChildProcess,
+  Clock,
   Connection,
   ExitStatus,
   SignalName,
+  Timer,
 } from "./runtime/mod.ts";
 
 /** Where a worker process is in its life. */
-export type ChildState = "starting" | "ready" | "stopping";
+export type ChildState = "starting" | "ready" | "stopping" | "exited";
+
+/** The deadlines a child is held to (milliseconds). */
+export interface ChildDeadlines {
+  /** From spawn to ready (its `onStart` callbacks finished). */
+  readyTimeout: number;
+  /** Between two signs of life, once it said hello. */
+  workerTimeout: number;
+  /** From the stop signal to SIGKILL. */
+  gracefulTimeout: number;
+}
+
+/** What a child reported when its `onStart` callbacks failed. */
+export interface BootFailure {
+  message: string;
+  stack: string | null;
+}
 
 /** One spawned worker process. */
 export class ChildHandle {
@@ -19,29 +40,47 @@ export class ChildHandle {
   readonly id: number;
   /** The secret the process authenticates its control connection with. */
   readonly token: string;
-  /** When it was spawned (ms since the epoch). */
-  readonly spawnedAt: number = Date.now();
-  state: ChildState = "starting";
-  /** When it last sent anything on the control channel. */
-  lastSeen: number = this.spawnedAt;
-  /** Its authenticated control connection, once it said hello. */
-  connection: Connection | null = null;
-  /** The cause it reported when its start callbacks failed. */
-  bootError: string | null = null;
-  /** A signal it received from elsewhere than the master, if any. */
-  stoppedBy: string | null = null;
-  /** The pending heartbeat check. */
-  watchdog: ReturnType<typeof setTimeout> | undefined;
+  /** When it was spawned (the clock's milliseconds). */
+  readonly spawnedAt: number;
   #process: ChildProcess;
+  #clock: Clock;
+  #log: Logger;
+  #deadlines: ChildDeadlines;
+  #state: ChildState = "starting";
+  #connection: Connection | null = null;
+  #lastSeen: number;
+  #readyBy: number;
+  #heartbeatBy = Infinity;
+  #killTimer: Timer | undefined;
+  #sent: SignalName | null = null;
+  #stoppedBy: string | null = null;
+  #bootFailure: BootFailure | null = null;
+  #killedFor: string | null = null;
+  #wasReady = false;
+  #leaving = false;
 
-  constructor(id: number, token: string, process: ChildProcess) {
+  constructor(
+    id: number,
+    token: string,
+    process: ChildProcess,
+    context: { clock: Clock; log: Logger; deadlines: ChildDeadlines },
+  ) {
     this.id = id;
     this.token = token;
     this.#process = process;
+    this.#clock = context.clock;
+    this.#log = context.log;
+    this.#deadlines = context.deadlines;
+    this.spawnedAt = this.#lastSeen = this.#clock.now();
+    this.#readyBy = this.spawnedAt + this.#deadlines.readyTimeout;
   }
 
   get pid(): number {
     return this.#process.pid;
+  }
+
+  get state(): ChildState {
+    return this.#state;
   }
 
   /** Resolves once the process has exited and was reaped. */
@@ -57,9 +96,147 @@ export class ChildHandle {
     return this.#process.stderr;
   }
 
-  /** Sends `signal`; false when the process has already exited. */
-  kill(signal: SignalName): boolean {
-    return this.#process.kill(signal);
+  /** Whether it has an authenticated control connection. */
+  get connected(): boolean {
+    return this.#connection !== null;
+  }
+
+  /** A signal from elsewhere than the master stopped it, if one did. */
+  get stoppedBy(): string | null {
+    return this.#stoppedBy;
+  }
+
+  /** What it reported when its start failed, if it did. */
+  get bootFailure(): BootFailure | null {
+    return this.#bootFailure;
+  }
+
+  /** Why the master killed it, if it did. */
+  get killedFor(): string | null {
+    return this.#killedFor;
+  }
+
+  /** Whether it ever reported ready. */
+  get wasReady(): boolean {
+    return this.#wasReady;
+  }
+
+  /** It said goodbye: the end of its connection is expected. */
+  get leaving(): boolean {
+    return this.#leaving;
+  }
+
+  /** It said hello on `connection`; false if it already has one. */
+  attach(connection: Connection): boolean {
+    if (this.#connection !== null || this.#state === "exited") return false;
+    this.#connection = connection;
+    this.seen();
+    return true;
+  }
+
+  /** Any frame from it: its event loop runs. */
+  seen(): void {
+    this.#lastSeen = this.#clock.now();
+    this.#heartbeatBy = this.#lastSeen + this.#deadlines.workerTimeout;
+  }
+
+  /** Its `onStart` callbacks finished. */
+  ready(): void {
+    if (this.#state === "starting") this.#state = "ready";
+    this.#wasReady = true;
+  }
+
+  bootFailed(failure: BootFailure): void {
+    this.#bootFailure = failure;
+  }
+
+  /** It announced its exit. */
+  bye(): void {
+    this.#leaving = true;
+  }
+
+  /**
+   * The master's own loop stood still for `ms` (a pause, a slow sink): that
+   * time is not the worker's, so its deadlines move by as much.
+   */
+  discount(ms: number): void {
+    this.#readyBy += ms;
+    this.#heartbeatBy += ms;
+  }
+
+  /** Why it is overdue at `now` (and should be killed), or null. */
+  overdue(now: number): string | null {
+    if (this.#state !== "starting" && this.#state !== "ready") return null;
+    const { readyTimeout, workerTimeout } = this.#deadlines;
+    if (this.#state === "starting" && now > this.#readyBy) {
+      return this.#connection === null
+        ? `did not connect within readyTimeout ${readyTimeout} ms`
+        : `was not ready within readyTimeout ${readyTimeout} ms`;
+    }
+    if (now > this.#heartbeatBy) {
+      return `sent no heartbeat for ${
+        Math.round(now - this.#lastSeen)
+      } ms (workerTimeout ${workerTimeout} ms)`;
+    }
+    return null;
+  }
+
+  /**
+   * Stops it with `signal`; SIGKILL follows after `gracefulTimeout`. A
+   * different signal later is passed on (SIGINT after SIGTERM), the same
+   * one is not sent twice. Resolves once it exited.
+   */
+  stop(signal: SignalName): Promise<ExitStatus> {
+    this.#stopping();
+    if (this.#sent !== signal && this.#state !== "exited") {
+      this.#sent = signal;
+      this.#process.kill(signal);
+    }
+    return this.status;
+  }
+
+  /**
+   * It received `signal` from elsewhere (a Ctrl-C, `kill`, systemd): the
+   * same bound applies as to a stop the master began.
+   */
+  stoppedFromElsewhere(signal: string): void {
+    if (this.#state === "stopping" || this.#state === "exited") return;
+    this.#stoppedBy = signal;
+    this.#stopping();
+  }
+
+  /** Kills it at once with SIGKILL. */
+  kill(reason: string): void {
+    if (this.#state === "exited") return;
+    this.#log.error(`${this} ${reason}; killing it`);
+    this.#killedFor = reason;
+    this.#state = "stopping";
+    this.#process.kill("SIGKILL");
+  }
+
+  /** It exited: no timer or connection of it survives. */
+  exited(): void {
+    this.#state = "exited";
+    this.#clock.clearTimeout(this.#killTimer);
+    this.#connection?.close();
+  }
+
+  /** Closes its control connection (after a protocol error). */
+  disconnect(): void {
+    this.#connection?.close();
+  }
+
+  #stopping(): void {
+    if (this.#state === "stopping" || this.#state === "exited") return;
+    this.#state = "stopping";
+    const { gracefulTimeout } = this.#deadlines;
+    this.#killTimer = this.#clock.setTimeout(() => {
+      if (this.#state === "exited") return;
+      this.#log.warn(
+        `${this} still running after gracefulTimeout ${gracefulTimeout} ms; sent SIGKILL`,
+      );
+      this.#process.kill("SIGKILL");
+    }, gracefulTimeout);
   }
 
   /** `worker 3 (pid 1234)`, for log lines. */

@@ -4,91 +4,30 @@
  *
  * @module
  */
-import { type LevelName, type LogHandler, LogLevels } from "./logging.ts";
 import { describeValue } from "./errors.ts";
+import { LogLevels } from "./logging.ts";
+import type {
+  LevelName,
+  LogHandler,
+  OutputTarget,
+  SupervisorOptions,
+  WorkerClass,
+  WorkerFactory,
+} from "./types.ts";
 import { WorkerBase } from "./worker.ts";
 
 /**
- * Where a worker's stdout or stderr goes: the master's own stream
- * (`"inherit"`), nowhere (`"null"`), a file path (appended to), or a
- * `WritableStream` shared by all workers, written a whole line at a time.
+ * The most workers a pool may have: each is a process of ~30 MB; past this
+ * a typo (`workers: 1e9`) would spin a core and eat the machine's memory.
  */
-export type OutputTarget =
-  | "inherit"
-  | "null"
-  | string
-  | WritableStream<Uint8Array>;
-
-/** Options of {@linkcode Supervisor}; times are in milliseconds. */
-export interface SupervisorOptions {
-  /**
-   * How many workers (ids `0..N-1`), or the ids themselves.
-   * @default {2}
-   */
-  workers?: number | Iterable<number>;
-  /**
-   * How often the pool is reconciled with the ids it should have.
-   * @default {1000}
-   */
-  checkInterval?: number;
-  /**
-   * A worker silent (no heartbeat) this long is killed and replaced.
-   * @default {15000}
-   */
-  workerTimeout?: number;
-  /**
-   * How long a stopping worker may take before it is killed with SIGKILL.
-   * @default {30000}
-   */
-  gracefulTimeout?: number;
-  /**
-   * A worker that dies younger than this restarts with exponential backoff.
-   * @default {1000}
-   */
-  minUptime?: number;
-  /**
-   * The cap of the restart backoff.
-   * @default {10000}
-   */
-  maxRestartDelay?: number;
-  /**
-   * Boot errors in a row (one worker id) that halt the pool with exit code 3.
-   * @default {5}
-   */
-  maxBootErrors?: number;
-  /**
-   * Where workers' stdout goes.
-   * @default {"inherit"}
-   */
-  stdout?: OutputTarget;
-  /**
-   * Where workers' stderr goes.
-   * @default {"inherit"}
-   */
-  stderr?: OutputTarget;
-  /**
-   * Receives every log record, the master's and the workers'. By default
-   * records from `logLevel` up are printed on stderr.
-   */
-  logger?: LogHandler;
-  /**
-   * The threshold of the default stderr handler (ignored with `logger`).
-   * @default {"INFO"}
-   */
-  logLevel?: LevelName;
-}
-
-/** A function creating the worker for an id. */
-export type WorkerFactory = (id: number) => WorkerBase;
-
-/** A `WorkerBase` subclass constructible from an id. */
-export type WorkerClass = new (id: number) => WorkerBase;
+export const MAX_WORKERS = 1024;
 
 /** Options with defaults applied and checked. */
 export interface ResolvedOptions {
   ids: number[];
   checkInterval: number;
   workerTimeout: number;
+  readyTimeout: number;
   gracefulTimeout: number;
   minUptime: number;
   maxRestartDelay: number;
@@ -104,6 +43,7 @@ const KNOWN_OPTIONS = [
   "workers",
   "checkInterval",
   "workerTimeout",
+  "readyTimeout",
   "gracefulTimeout",
   "minUptime",
   "maxRestartDelay",
@@ -180,6 +120,7 @@ export function resolveOptions(options: SupervisorOptions): ResolvedOptions {
     // Heartbeats go every workerTimeout / 5: below 100 ms they would be
     // too close together for a busy event loop to keep up.
     workerTimeout: time("workerTimeout", options.workerTimeout, 15000, 100),
+    readyTimeout: time("readyTimeout", options.readyTimeout, 60000, 1),
     gracefulTimeout: time("gracefulTimeout", options.gracefulTimeout, 30000),
     minUptime: time("minUptime", options.minUptime, 1000),
     maxRestartDelay: time("maxRestartDelay", options.maxRestartDelay, 10000),
@@ -231,6 +172,11 @@ function resolveIds(workers: number | Iterable<number>): number[] {
         `${ACTION}: workers must be a positive integer, got ${workers}`,
       );
     }
+    if (workers > MAX_WORKERS) {
+      throw new RangeError(
+        `${ACTION}: workers must be at most ${MAX_WORKERS}, got ${workers}`,
+      );
+    }
     return Array.from({ length: workers }, (_, i) => i);
   }
   if (
@@ -245,6 +191,12 @@ function resolveIds(workers: number | Iterable<number>): number[] {
   }
   const ids: number[] = [];
   for (const id of workers) {
+    // Stops an endless iterable too.
+    if (ids.length === MAX_WORKERS) {
+      throw new RangeError(
+        `${ACTION}: workers must name at most ${MAX_WORKERS} ids`,
+      );
+    }
     checkId(id, ACTION);
     if (ids.includes(id)) {
       throw new RangeError(`${ACTION}: duplicate worker id ${id}`);

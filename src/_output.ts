@@ -6,7 +6,7 @@
  * @module
  */
 import { absolute } from "./_path.ts";
-import type { OutputTarget } from "./_options.ts";
+import type { OutputTarget } from "./types.ts";
 import type { FileSystem, StdioMode } from "./runtime/mod.ts";
 
 /** A line longer than this is written in pieces. */

@@ -6,7 +6,7 @@
  * @module
  */
 import { absolute } from "./_path.ts";
-import { describe, PidfileLockedError } from "./errors.ts";
+import { describe } from "./errors.ts";
 import type { FileSystem } from "./runtime/mod.ts";
 
 /** A pidfile this process holds. */
@@ -27,8 +27,8 @@ export class Pidfile {
    * Writes `pid` to `path`. The content is written to a private temporary
    * file first and hard-linked into place, so the pidfile appears complete
    * or not at all, and only if no file is there (link never overwrites).
-   * Throws {@linkcode PidfileLockedError} when the pidfile names a live
-   * process; a stale pidfile is replaced.
+   * Throws a {@linkcode PidfileError} when the pidfile names a live process
+   * or cannot be written; a stale pidfile is replaced.
    */
   static acquire(
     files: FileSystem,
@@ -40,11 +40,7 @@ export class Pidfile {
     try {
       return Pidfile.#link(files, target, pid, isAlive);
     } catch (error) {
-      if (
-        error instanceof PidfileError || error instanceof PidfileLockedError
-      ) {
-        throw error;
-      }
+      if (error instanceof PidfileError) throw error;
       throw new PidfileError(
         `Cannot write pidfile ${target}: ${describe(error)}`,
         {
@@ -77,7 +73,9 @@ export class Pidfile {
           );
         }
         if (holder !== pid && isAlive(holder)) {
-          throw new PidfileLockedError(target, holder);
+          throw new PidfileError(
+            `Cannot write pidfile: ${target} holds pid ${holder}, which is running`,
+          );
         }
         // Stale: its process is gone. Take it over.
         files.remove(target);
@@ -112,4 +110,9 @@ function parsePid(text: string): number | null {
 }
 
 /** The pidfile cannot be written; the message says why. */
-class PidfileError extends Error {}
+export class PidfileError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PidfileError";
+  }
+}

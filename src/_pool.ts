@@ -1,39 +1,40 @@
 /**
- * The master's pool: spawns one process per worker id, authenticates their
- * control connections, watches heartbeats, replaces workers that exit or
- * hang, and stops them all on shutdown.
+ * The master's pool: the one owner of the worker ids, and the loop that
+ * keeps a live, ready process for each. Every event and its handler:
+ *
+ * | event                                  | handler          |
+ * | -------------------------------------- | ---------------- |
+ * | `start()`                              | spawn every id   |
+ * | a process exits                        | `#onExit`: replace it now, after a backoff, or halt the pool |
+ * | a frame arrives (hello, hb, ready, log, boot-error, stopping, bye) | `#onMessage` |
+ * | a connection ends without goodbye, or breaks the protocol | `#onLost`: stop that worker (replaced on exit) |
+ * | the tick (`checkInterval`, finer for short `workerTimeout`s) | `#tick`: discount the master's own stall, kill the overdue, spawn ids left without a process |
+ * | `addWorker` / `removeWorker`           | the slots        |
+ * | `shutdown(signal)`                     | stop every process, SIGKILL after `gracefulTimeout`, drain output |
  *
  * @module
  */
-import { join } from "./_path.ts";
-import { ChildHandle, describeExit, plural, randomToken } from "./_child.ts";
 import {
-  FrameError,
-  readFrames,
-  toWorkerMessage,
-  type WorkerMessage,
-} from "./_channel.ts";
-import { describe } from "./errors.ts";
-import { createLogger, type Logger, type PoolLogRecord } from "./logging.ts";
-import { checkId, type ResolvedOptions } from "./_options.ts";
+  type ChildDeadlines,
+  ChildHandle,
+  describeExit,
+  plural,
+  randomToken,
+} from "./_child.ts";
+import { ControlServer, removeStaleControlDirs } from "./_control_server.ts";
+import { checkId, MAX_WORKERS, type ResolvedOptions } from "./_options.ts";
 import { Outputs } from "./_output.ts";
+import {
+  encodeWorkerEnv,
+  ExitCode,
+  heartbeatInterval,
+  type WorkerMessage,
+} from "./_protocol.ts";
 import { RestartPolicy } from "./_restart_policy.ts";
-import type {
-  Connection,
-  ExitStatus,
-  Runtime,
-  SignalName,
-  UnixListener,
-} from "./runtime/mod.ts";
-
-/** The environment variables a worker process is started with. */
-export const WORKER_ENV = {
-  id: "WORKERPOOL_WORKER_ID",
-  socket: "WORKERPOOL_CONTROL_SOCKET",
-  token: "WORKERPOOL_TOKEN",
-  heartbeat: "WORKERPOOL_HEARTBEAT_INTERVAL",
-  graceful: "WORKERPOOL_GRACEFUL_TIMEOUT",
-} as const;
+import { describe } from "./errors.ts";
+import { createLogger } from "./logging.ts";
+import type { ExitStatus, Runtime, SignalName, Timer } from "./runtime/mod.ts";
+import type { Logger, PoolLogRecord, WorkerInfo } from "./types.ts";
 
 /** The first backoff delay after repeated early deaths. */
 const INITIAL_RESTART_DELAY = 100;
@@ -46,71 +47,46 @@ const OUTPUT_DRAIN_MS = 2000;
  */
 const SIGNALLED_RESTART_DELAY = 250;
 
-/** What a worker looks like from outside, in {@linkcode Supervisor.pool}. */
-export interface WorkerInfo {
-  /** The logical worker id. */
-  readonly id: number;
-  /** The current process, or null while it is being restarted. */
-  readonly pid: number | null;
-  /**
-   * `starting` until its start callbacks finished, `ready` after,
-   * `stopping` once signalled, `restarting` while it waits for a new
-   * process, `stopped` when the pool is not running (before it started,
-   * after it stopped).
-   */
-  readonly state: "starting" | "ready" | "stopping" | "restarting" | "stopped";
-  /** How many times this id's process was replaced. */
-  readonly restarts: number;
-  /** Milliseconds since the current process was spawned (0 without one). */
-  readonly uptime: number;
-}
-
 interface Slot {
   readonly id: number;
   readonly policy: RestartPolicy;
   spawns: number;
   child: ChildHandle | null;
-  restartTimer: ReturnType<typeof setTimeout> | undefined;
+  restartTimer: Timer | undefined;
 }
 
 type PoolState = "idle" | "running" | "stopping" | "stopped";
 
+/** Where the pool runs: set by `start()`. */
+interface Running {
+  runtime: Runtime;
+  emit: (record: PoolLogRecord) => void;
+  log: Logger;
+  childLog: Logger;
+  control: ControlServer;
+  outputs: Outputs;
+  command: { command: string; args: string[] };
+  tick: Timer | undefined;
+  nextTickAt: number;
+}
+
 /** The master side of a pool. */
 export class Pool {
-  #runtime: Runtime;
   #options: ResolvedOptions;
-  #emit: (record: PoolLogRecord) => void;
-  #log: Logger;
-  #childLog: Logger;
   #slots = new Map<number, Slot>();
-  #tokens = new Map<string, ChildHandle>();
+  #children = new Set<ChildHandle>();
   #state: PoolState = "idle";
+  #run: Running | null = null;
   #stopSignal: "SIGTERM" | "SIGINT" | null = null;
-  #exitCode = 0;
+  #exitCode: number = ExitCode.ok;
+  #haltCause: string | null = null;
   #stopped = Promise.withResolvers<void>();
-  #controlDir: string | null = null;
-  #listener: UnixListener | null = null;
-  #outputs: Outputs | null = null;
-  #checkTimer: ReturnType<typeof setInterval> | undefined;
-  #command: { command: string; args: string[] };
+  #allReady = Promise.withResolvers<void>();
 
-  constructor(
-    runtime: Runtime,
-    options: ResolvedOptions,
-    emit: (record: PoolLogRecord) => void,
-  ) {
-    this.#runtime = runtime;
+  constructor(options: ResolvedOptions) {
     this.#options = options;
-    this.#emit = emit;
-    const master = (name: string) =>
-      createLogger(
-        name,
-        (r) => emit({ ...r, workerId: null, pid: runtime.pid }),
-      );
-    this.#log = master("workerpool.supervisor");
-    this.#childLog = master("workerpool.child");
-    this.#command = runtime.scriptCommand();
     for (const id of options.ids) this.#slots.set(id, this.#newSlot(id));
+    this.#allReady.promise.catch(() => {}); // awaited only by a daemon
   }
 
   /** The exit code the master should end with. */
@@ -118,19 +94,9 @@ export class Pool {
     return this.#exitCode;
   }
 
-  /** A snapshot of every worker id in the pool. */
-  snapshot(): readonly WorkerInfo[] {
-    const now = Date.now();
-    return Object.freeze([...this.#slots.values()].map((slot) =>
-      Object.freeze({
-        id: slot.id,
-        pid: slot.child?.pid ?? null,
-        state: slot.child?.state ??
-          (this.#state === "running" ? "restarting" : "stopped"),
-        restarts: Math.max(0, slot.spawns - 1),
-        uptime: slot.child ? now - slot.child.spawnedAt : 0,
-      })
-    ));
+  /** Whether a stop was asked for (the pool may still be stopping). */
+  get stopping(): boolean {
+    return this.#state === "stopping" || this.#state === "stopped";
   }
 
   /** Resolves once the pool has stopped and every worker was reaped. */
@@ -138,35 +104,87 @@ export class Pool {
     return this.#stopped.promise;
   }
 
-  /** Opens the control socket and the outputs, and spawns every worker. */
-  async start(): Promise<void> {
+  /**
+   * Resolves the first time every id has a ready process; rejects with the
+   * reason when the pool stops (or halts) before that.
+   */
+  get allReady(): Promise<void> {
+    return this.#allReady.promise;
+  }
+
+  /** A snapshot of every worker id in the pool. */
+  snapshot(): readonly WorkerInfo[] {
+    const now = this.#run?.runtime.now() ?? 0;
+    return Object.freeze([...this.#slots.values()].map((slot) => {
+      const child = slot.child;
+      return Object.freeze(
+        {
+          id: slot.id,
+          pid: child?.pid ?? null,
+          state: child === null
+            ? (this.#state === "running" ? "restarting" : "stopped")
+            : child.state === "exited"
+            ? "stopped"
+            : child.state,
+          restarts: Math.max(0, slot.spawns - 1),
+          uptime: child ? Math.round(now - child.spawnedAt) : 0,
+        } satisfies WorkerInfo,
+      );
+    }));
+  }
+
+  /**
+   * Opens the outputs and the control socket and spawns every worker.
+   * Throws, before anything is spawned, when that cannot be done.
+   */
+  async start(
+    runtime: Runtime,
+    emit: (record: PoolLogRecord) => void,
+  ): Promise<void> {
     if (this.#state !== "idle") return;
-    const missing = this.#runtime.missingPoolPermission();
+    const master = (name: string) =>
+      createLogger(
+        name,
+        (r) => emit({ ...r, workerId: null, pid: runtime.pid }),
+      );
+    const log = master("workerpool.supervisor");
+    const missing = runtime.missingPoolPermission();
     if (missing !== null) {
       throw new Error(`the master needs ${missing} (or -A)`);
     }
-    this.#controlDir = this.#runtime.makeTempDir("workerpool-");
-    const socket = this.#socketPath();
-    // No stale socket file can be in the directory: it was created just now,
-    // private to this process, so there is nothing to unlink before listening.
-    this.#listener = this.#runtime.listenUnix(socket, (c) => this.#accept(c));
-    this.#outputs = await Outputs.open(
-      this.#runtime,
+    const outputs = await Outputs.open(
+      runtime,
       this.#options.stdout,
       this.#options.stderr,
-      (error) => this.#log.error("Cannot copy worker output", error),
+      (error) => log.error("Cannot copy worker output", error),
     );
-    if (this.#state !== "idle") return; // stopped while opening
+    if (this.#state !== "idle") return void await outputs.close();
+    const childLog = master("workerpool.child");
+    const control = new ControlServer(runtime, log, {
+      message: (child, message) => this.#onMessage(child, message),
+      lost: (child, cause) => this.#onLost(child, cause),
+    });
+    this.#run = {
+      runtime,
+      emit,
+      log,
+      childLog,
+      control,
+      outputs,
+      command: runtime.scriptCommand(),
+      tick: undefined,
+      nextTickAt: 0,
+    };
     this.#state = "running";
-    this.#log.info(
+    log.info(
       `starting ${
         plural(this.#slots.size, "worker")
-      } on ${this.#runtime.name} ${this.#runtime.version}`,
+      } on ${runtime.name} ${runtime.version}`,
     );
     for (const slot of this.#slots.values()) this.#spawn(slot);
-    this.#checkTimer = setInterval(
-      () => this.#reconcile(),
-      this.#options.checkInterval,
+    this.#scheduleTick();
+    removeStaleControlDirs(runtime, log).catch((error) =>
+      log.debug(`Cannot look for stale control directories: ${describe(error)}`)
     );
   }
 
@@ -179,29 +197,44 @@ export class Pool {
     if (this.#state === "stopping" || this.#state === "stopped") {
       if (signal === "SIGINT" && this.#stopSignal === "SIGTERM") {
         this.#stopSignal = "SIGINT";
-        for (const child of this.#children()) child.kill("SIGINT");
+        for (const child of this.#children) void child.stop("SIGINT");
       }
       return this.#stopped.promise;
     }
     this.#stopSignal = signal;
     this.#exitCode = exitCode;
-    if (this.#state === "idle") {
-      // Nothing was started: stopped at once.
-      this.#state = "stopped";
+    this.#allReady.reject(
+      new Error(this.#haltCause ?? "the pool stopped before it was ready"),
+    );
+    if (this.#run === null) {
+      this.#state = "stopped"; // nothing was started
       this.#stopped.resolve();
-    } else {
-      this.#state = "stopping";
-      this.#stopAll(signal);
+      return this.#stopped.promise;
     }
+    this.#state = "stopping";
+    this.#run.runtime.clearTimeout(this.#run.tick);
+    for (const slot of this.#slots.values()) {
+      this.#run.runtime.clearTimeout(slot.restartTimer);
+    }
+    this.#run.log.info(
+      `stopping ${plural(this.#children.size, "worker")} with ${signal}`,
+    );
+    for (const child of this.#children) void child.stop(signal);
+    this.#maybeStopped();
     return this.#stopped.promise;
   }
 
-  /** Adds worker `id` and spawns it if the pool runs. */
+  /** Adds worker `id`, spawned at once if the pool runs. */
   addWorker(id: number): void {
     checkId(id, "Cannot add worker");
     if (this.#slots.has(id)) {
       throw new RangeError(
         `Cannot add worker: id ${id} is already in the pool`,
+      );
+    }
+    if (this.#slots.size >= MAX_WORKERS) {
+      throw new RangeError(
+        `Cannot add worker ${id}: the pool has the most workers allowed, ${MAX_WORKERS}`,
       );
     }
     if (this.#state === "stopping" || this.#state === "stopped") {
@@ -219,18 +252,16 @@ export class Pool {
       throw new RangeError(`Cannot remove worker: no worker has id ${id}`);
     }
     this.#slots.delete(id);
-    clearTimeout(slot.restartTimer);
-    const child = slot.child;
-    if (child === null) return;
-    await this.#stopChild(child, signal);
+    this.#run?.runtime.clearTimeout(slot.restartTimer);
+    if (slot.child !== null) await slot.child.stop(signal);
   }
 
-  /** Closes the control socket and outputs and removes the private folder. */
+  /** Closes the control socket and the outputs. */
   async dispose(): Promise<void> {
-    clearInterval(this.#checkTimer);
-    this.#listener?.close();
-    await this.#outputs?.close();
-    if (this.#controlDir !== null) this.#runtime.remove(this.#controlDir);
+    if (this.#run === null) return;
+    this.#run.runtime.clearTimeout(this.#run.tick);
+    this.#run.control.close();
+    await this.#run.outputs.close();
   }
 
   #newSlot(id: number): Slot {
@@ -248,239 +279,128 @@ export class Pool {
     };
   }
 
-  #socketPath(): string {
-    return join(this.#controlDir!, "control.sock");
-  }
-
-  *#children(): Generator<ChildHandle> {
-    for (const child of this.#tokens.values()) yield child;
-  }
-
   #spawn(slot: Slot): void {
     slot.restartTimer = undefined;
+    const run = this.#run!;
     if (this.#state !== "running" || slot.child !== null) return;
     if (this.#slots.get(slot.id) !== slot) return;
     const token = randomToken();
-    const outputs = this.#outputs!;
     let child: ChildHandle;
     try {
       child = new ChildHandle(
         slot.id,
         token,
-        this.#runtime.spawn(this.#command.command, {
-          args: this.#command.args,
-          env: {
-            [WORKER_ENV.id]: String(slot.id),
-            [WORKER_ENV.socket]: this.#socketPath(),
-            [WORKER_ENV.token]: token,
-            [WORKER_ENV.heartbeat]: String(this.#heartbeatInterval()),
-            [WORKER_ENV.graceful]: String(this.#options.gracefulTimeout),
-          },
+        run.runtime.spawn(run.command.command, {
+          args: run.command.args,
+          env: encodeWorkerEnv({
+            id: slot.id,
+            socket: run.control.socketPath,
+            token,
+            heartbeatInterval: heartbeatInterval(this.#options.workerTimeout),
+            gracefulTimeout: this.#options.gracefulTimeout,
+            masterPid: run.runtime.pid,
+          }),
           stdin: "null",
-          stdout: outputs.mode("stdout"),
-          stderr: outputs.mode("stderr"),
+          stdout: run.outputs.mode("stdout"),
+          stderr: run.outputs.mode("stderr"),
         }),
+        { clock: run.runtime, log: run.childLog, deadlines: this.#deadlines() },
       );
     } catch (error) {
-      this.#childLog.error(`Cannot spawn worker ${slot.id}`, error);
-      this.#scheduleRestart(slot, { code: 1, signal: null }, 0);
+      // Out of processes or file descriptors, for now: back off and retry.
+      run.childLog.error(`Cannot spawn worker ${slot.id}`, error);
+      this.#restart(slot, 0, null);
       return;
     }
     slot.spawns++;
     slot.child = child;
-    this.#tokens.set(token, child);
-    outputs.pump("stdout", child.stdout);
-    outputs.pump("stderr", child.stderr);
-    this.#watch(child);
-    this.#childLog.debug(`spawned ${child}`);
+    this.#children.add(child);
+    run.control.admit(child);
+    run.outputs.pump("stdout", child.stdout);
+    run.outputs.pump("stderr", child.stderr);
+    run.childLog.debug(`spawned ${child}`);
     child.status.then(
-      (status) => this.#exited(slot, child, status),
-      (error) => this.#childLog.critical(`Cannot reap ${child}`, error),
+      (status) => this.#onExit(slot, child, status),
+      (error) => run.childLog.critical(`Cannot reap ${child}`, error),
     );
   }
 
-  #heartbeatInterval(): number {
-    // Several beats per deadline, so one late beat is not a death sentence.
-    return Math.floor(this.#options.workerTimeout / 5);
+  #deadlines(): ChildDeadlines {
+    const { readyTimeout, workerTimeout, gracefulTimeout } = this.#options;
+    return { readyTimeout, workerTimeout, gracefulTimeout };
   }
 
-  #watch(child: ChildHandle): void {
-    const timeout = this.#options.workerTimeout;
-    const check = () => {
-      if (child.state === "stopping") return;
-      const silent = Date.now() - child.lastSeen;
-      if (silent < timeout) {
-        child.watchdog = setTimeout(check, timeout - silent);
-        return;
-      }
-      this.#childLog.error(
-        `${child} sent no heartbeat for ${silent} ms (workerTimeout ${timeout} ms); killing it`,
-      );
-      child.state = "stopping";
-      child.kill("SIGKILL");
-    };
-    child.watchdog = setTimeout(check, timeout);
-  }
-
-  #exited(slot: Slot, child: ChildHandle, status: ExitStatus): void {
-    clearTimeout(child.watchdog);
-    this.#tokens.delete(child.token);
-    child.connection?.close();
+  #onExit(slot: Slot, child: ChildHandle, status: ExitStatus): void {
+    const run = this.#run!;
+    run.control.forget(child);
+    child.exited();
+    this.#children.delete(child);
     if (slot.child === child) slot.child = null;
-    const uptime = Date.now() - child.spawnedAt;
+    const uptime = Math.round(run.runtime.now() - child.spawnedAt);
     const line = `${child} ${describeExit(status)} after ${uptime} ms`;
     if (this.#state !== "running" || this.#slots.get(slot.id) !== slot) {
-      this.#childLog.info(line);
-      this.#maybeStopped();
-      return;
+      run.childLog.info(line);
+      return this.#maybeStopped();
     }
     if (child.stoppedBy !== null) {
-      this.#childLog.info(
+      run.childLog.info(
         `${line}, stopped by a ${child.stoppedBy} from elsewhere`,
       );
-      this.#childLog.debug(
+      run.childLog.debug(
         `replacing worker ${slot.id} in ${SIGNALLED_RESTART_DELAY} ms unless the pool stops`,
       );
-      slot.restartTimer = setTimeout(
+      slot.restartTimer = run.runtime.setTimeout(
         () => this.#spawn(slot),
         SIGNALLED_RESTART_DELAY,
       );
       return;
     }
-    this.#childLog.warn(line);
-    this.#scheduleRestart(slot, status, uptime, child.bootError);
+    run.childLog.warn(line);
+    // Exiting before ready, however, is a failure to start.
+    const cause = child.wasReady ? null : child.bootFailure?.message ??
+      child.killedFor ?? `it ${describeExit(status)} before it was ready`;
+    this.#restart(slot, uptime, cause);
   }
 
-  #scheduleRestart(
-    slot: Slot,
-    status: ExitStatus,
-    uptime: number,
-    cause: string | null = null,
-  ): void {
-    const decision = slot.policy.exited(status, uptime);
+  /** Spawns `slot` again, now or after a backoff, or halts the pool. */
+  #restart(slot: Slot, uptime: number, bootError: string | null): void {
+    const run = this.#run!;
+    const decision = slot.policy.exited(uptime, bootError !== null);
     if (decision.action === "halt") {
-      this.#log.critical(
-        `worker ${slot.id} failed to start ${
-          plural(decision.bootErrors, "time")
-        } in a row; halting the pool. Last cause: ${
-          cause ?? `exit code ${status.code}`
-        }`,
-      );
-      this.shutdown("SIGTERM", 3);
+      this.#haltCause = `worker ${slot.id} failed to start ${
+        plural(decision.bootErrors, "time")
+      } in a row; halting the pool. Last cause: ${bootError}`;
+      run.log.critical(this.#haltCause);
+      this.shutdown("SIGTERM", ExitCode.bootError);
       return;
     }
     if (decision.delay === 0) return this.#spawn(slot);
-    this.#childLog.info(
+    run.childLog.info(
       `restarting worker ${slot.id} in ${decision.delay} ms (it keeps dying young)`,
     );
-    slot.restartTimer = setTimeout(
+    slot.restartTimer = run.runtime.setTimeout(
       () => this.#spawn(slot),
       decision.delay,
     );
   }
 
-  /** The periodic check: respawn any id left without a process. */
-  #reconcile(): void {
-    if (this.#state !== "running") return;
-    for (const slot of this.#slots.values()) {
-      if (slot.child === null && slot.restartTimer === undefined) {
-        this.#childLog.warn(`worker ${slot.id} had no process; spawning one`);
-        this.#spawn(slot);
-      }
-    }
-  }
-
-  #stopAll(signal: "SIGTERM" | "SIGINT"): void {
-    clearInterval(this.#checkTimer);
-    for (const slot of this.#slots.values()) clearTimeout(slot.restartTimer);
-    const children = [...this.#children()];
-    this.#log.info(
-      `stopping ${plural(children.length, "worker")} with ${signal}`,
-    );
-    Promise.all(children.map((child) => this.#stopChild(child, signal)))
-      .then(() => this.#maybeStopped());
-  }
-
-  async #stopChild(child: ChildHandle, signal: SignalName): Promise<void> {
-    child.state = "stopping";
-    clearTimeout(child.watchdog);
-    child.kill(signal);
-    const timer = setTimeout(() => {
-      if (child.kill("SIGKILL")) {
-        this.#childLog.warn(
-          `${child} still running after gracefulTimeout ${this.#options.gracefulTimeout} ms; sent SIGKILL`,
-        );
-      }
-    }, this.#options.gracefulTimeout);
-    await child.status;
-    clearTimeout(timer);
-  }
-
-  #maybeStopped(): void {
-    if (this.#state !== "stopping" || this.#tokens.size > 0) return;
-    this.#state = "stopped";
-    this.#outputs!.drain(OUTPUT_DRAIN_MS).then((cut) => {
-      if (cut > 0) {
-        this.#log.warn(
-          `${cut} worker output streams stayed open after the workers exited (a grandchild holds them); closed them`,
-        );
-      }
-      this.#stopped.resolve();
-    });
-  }
-
-  #accept(connection: Connection): void {
-    let child: ChildHandle | null = null;
-    const hello = setTimeout(() => {
-      this.#log.warn("dropped a control connection: no hello in time");
-      connection.close();
-    }, this.#options.workerTimeout);
-    readFrames(connection, (frame) => {
-      const message = toWorkerMessage(frame);
-      if (child === null) {
-        child = this.#authenticate(message);
-        child.connection = connection;
-        clearTimeout(hello);
-      }
-      this.#handle(child, message);
-    }).catch((error) => {
-      const who = child === null ? "an unauthenticated peer" : String(child);
-      this.#log.warn(
-        `dropped the control connection of ${who}: ${describe(error)}`,
-      );
-    }).finally(() => {
-      clearTimeout(hello);
-      connection.close();
-      if (child?.connection === connection) child.connection = null;
-    });
-  }
-
-  #authenticate(message: WorkerMessage): ChildHandle {
-    if (message.t !== "hello") {
-      throw new FrameError("Cannot accept connection: it did not say hello");
-    }
-    const child = this.#tokens.get(message.token);
-    if (
-      child === undefined || child.id !== message.id ||
-      child.connection !== null
-    ) {
-      throw new FrameError(
-        `Cannot accept connection: wrong token for worker ${message.id}`,
-      );
-    }
-    return child;
-  }
-
-  #handle(child: ChildHandle, message: WorkerMessage): void {
-    child.lastSeen = Date.now();
+  #onMessage(child: ChildHandle, message: WorkerMessage): void {
+    const run = this.#run!;
+    child.seen();
     switch (message.t) {
+      case "hello":
+        run.childLog.debug(`${child} connected`);
+        break;
+      case "hb":
+        break;
       case "ready":
-        if (child.state === "starting") child.state = "ready";
+        child.ready();
         this.#slots.get(child.id)?.policy.booted();
-        this.#childLog.info(`${child} is ready`);
+        run.childLog.info(`${child} is ready`);
+        this.#checkAllReady();
         break;
       case "log":
-        this.#emit({
+        run.emit({
           ...message.record,
           datetime: new Date(message.record.datetime),
           workerId: child.id,
@@ -488,17 +408,80 @@ export class Pool {
         });
         break;
       case "boot-error":
-        child.bootError = message.message;
-        this.#childLog.error(`${child} failed to start: ${message.message}`);
-        break;
-      case "hello":
-        this.#childLog.debug(`${child} connected`);
+        child.bootFailed(message);
+        run.childLog.error(
+          `${child} failed to start: ${message.message}`,
+          ...(message.stack === null ? [] : [message.stack]),
+        );
         break;
       case "stopping":
-        if (child.state !== "stopping") child.stoppedBy = message.signal;
+        child.stoppedFromElsewhere(message.signal);
         break;
-      case "hb":
+      case "bye":
+        child.bye();
         break;
     }
+  }
+
+  #onLost(child: ChildHandle, cause: string): void {
+    if (child.state === "stopping" || child.state === "exited") return;
+    const run = this.#run!;
+    run.childLog.error(`${child} ${cause}; stopping it`);
+    child.disconnect();
+    void child.stop("SIGTERM");
+  }
+
+  #checkAllReady(): void {
+    for (const slot of this.#slots.values()) {
+      if (slot.child?.state !== "ready") return;
+    }
+    this.#allReady.resolve();
+  }
+
+  #scheduleTick(): void {
+    const run = this.#run!;
+    const interval = Math.max(
+      10,
+      Math.min(this.#options.checkInterval, this.#options.workerTimeout / 10),
+    );
+    run.nextTickAt = run.runtime.now() + interval;
+    run.tick = run.runtime.setTimeout(() => this.#tick(), interval);
+  }
+
+  /** The periodic check: what is overdue dies, what is missing is spawned. */
+  #tick(): void {
+    const run = this.#run!;
+    if (this.#state !== "running") return;
+    const now = run.runtime.now();
+    // A tick that runs late measures how long the master's own loop stood
+    // still (SIGSTOP, a VM pause, a slow log sink): frames that arrived
+    // meanwhile are not read yet, so that time counts against no worker.
+    const stall = Math.max(0, now - run.nextTickAt);
+    for (const child of this.#children) {
+      if (stall > 0) child.discount(stall);
+      const overdue = child.overdue(now);
+      if (overdue !== null) child.kill(overdue);
+    }
+    for (const slot of this.#slots.values()) {
+      if (slot.child === null && slot.restartTimer === undefined) {
+        run.childLog.warn(`worker ${slot.id} had no process; spawning one`);
+        this.#spawn(slot);
+      }
+    }
+    this.#scheduleTick();
+  }
+
+  #maybeStopped(): void {
+    if (this.#state !== "stopping" || this.#children.size > 0) return;
+    this.#state = "stopped";
+    const run = this.#run!;
+    run.outputs.drain(OUTPUT_DRAIN_MS).then((cut) => {
+      if (cut > 0) {
+        run.log.warn(
+          `${cut} worker output streams stayed open after the workers exited (a grandchild holds them); closed them`,
+        );
+      }
+      this.#stopped.resolve();
+    });
   }
 }

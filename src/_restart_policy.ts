@@ -3,9 +3,6 @@
  *
  * @module
  */
-import { EXIT_BOOT_ERROR } from "./errors.ts";
-import type { ExitStatus } from "./runtime/mod.ts";
-
 /** The numbers the policy works with (times in milliseconds). */
 export interface RestartPolicyOptions {
   /** A worker that ran at least this long restarts at once. */
@@ -47,10 +44,13 @@ export class RestartPolicy {
     this.#bootErrors = 0;
   }
 
-  /** Decides after an exit with `status`, `uptime` ms after the spawn. */
-  exited(status: ExitStatus, uptime: number): RestartDecision {
+  /**
+   * Decides after an exit `uptime` ms after the spawn; `bootError` when the
+   * worker never got ready (its `onStart` failed, it crashed or hung first).
+   */
+  exited(uptime: number, bootError: boolean): RestartDecision {
     const { minUptime, initialDelay, maxDelay, maxBootErrors } = this.#options;
-    if (status.code === EXIT_BOOT_ERROR && status.signal === null) {
+    if (bootError) {
       this.#bootErrors++;
       if (this.#bootErrors >= maxBootErrors) {
         return { action: "halt", bootErrors: this.#bootErrors };

@@ -5,80 +5,76 @@
  *
  * @module
  */
-import { ChannelClient, type WireRecord } from "./_channel.ts";
-import { BootError, describe, EXIT_BOOT_ERROR } from "./errors.ts";
-import { createLogger, type LogRecord, toJsonSafe } from "./logging.ts";
-import { WORKER_ENV } from "./_pool.ts";
+import { ChannelClient } from "./_channel_client.ts";
+import {
+  controlDirOf,
+  ExitCode,
+  MAX_RECORD_BYTES,
+  type WireRecord,
+  type WorkerEnv,
+} from "./_protocol.ts";
+import { BootError, describe } from "./errors.ts";
+import {
+  createLogger,
+  formatArg,
+  setProcessSink,
+  toJsonSafe,
+} from "./logging.ts";
 import type { Runtime } from "./runtime/mod.ts";
-import { setLogSink, type WorkerBase } from "./worker.ts";
-
-/** What the master tells a worker process through its environment. */
-export interface WorkerEnv {
-  id: number;
-  socket: string;
-  token: string;
-  heartbeatInterval: number;
-  gracefulTimeout: number;
-}
+import type { LogRecord, WorkerFactory } from "./types.ts";
+import type { WorkerBase } from "./worker.ts";
 
 /** How long a leaving worker waits for its last frames to go out. */
 const FLUSH_MS = 2000;
 
-/**
- * Reads (and removes, so the worker's own children do not inherit them) the
- * variables of a worker process; null in the master.
- */
-export function takeWorkerEnv(runtime: Runtime): WorkerEnv | null {
-  const id = runtime.getEnv(WORKER_ENV.id);
-  if (id === undefined) return null;
-  const value = (name: string) => {
-    const text = runtime.getEnv(name) ?? "";
-    runtime.deleteEnv(name);
-    return text;
-  };
-  return {
-    id: Number(value(WORKER_ENV.id)),
-    socket: value(WORKER_ENV.socket),
-    token: value(WORKER_ENV.token),
-    heartbeatInterval: Number(value(WORKER_ENV.heartbeat)) || 1000,
-    gracefulTimeout: Number(value(WORKER_ENV.graceful)) || 30000,
-  };
-}
-
 /** Runs one worker's lifecycle under a master; resolves with the exit code. */
 export async function runWorker(
   runtime: Runtime,
-  create: (id: number) => WorkerBase,
+  create: WorkerFactory,
   env: WorkerEnv,
 ): Promise<number> {
   const who = `worker ${env.id} (pid ${runtime.pid})`;
-  let client: ChannelClient;
-  try {
-    client = await ChannelClient.connect(runtime, env.socket, {
-      t: "hello",
-      id: env.id,
-      pid: runtime.pid,
-      token: env.token,
-    });
-  } catch (error) {
-    console.error(
-      `workerpool: ${who} cannot reach its master: ${describe(error)}`,
-    );
-    return 1;
-  }
+  // Not awaited: the worker starts while the connection is made.
+  const client = new ChannelClient(runtime, env.socket, {
+    t: "hello",
+    id: env.id,
+    pid: runtime.pid,
+    token: env.token,
+  });
   const forward = (record: LogRecord) =>
     client.send({ t: "log", record: toWire(record) });
+  setProcessSink(forward);
   const log = createLogger("workerpool.worker", forward);
   const beat = setInterval(
     () => client.send({ t: "hb" }),
     env.heartbeatInterval,
   );
-  let code = 0;
+  let worker: WorkerBase | null = null;
+  let code: number = ExitCode.ok;
+  /** Said on stderr if the master cannot hear it. */
+  let lastWords: string | null = null;
+  client.closed.then(
+    () => leave(masterGone(runtime, env, who)),
+    (error) => {
+      code = ExitCode.failure;
+      leave(`${who} cannot reach its master: ${describe(error)}`);
+    },
+  );
+  // Stops the worker once the channel is gone; bounded, as an orphan must
+  // go even if its main() ignores the stop.
+  let deadline: ReturnType<typeof setTimeout> | undefined;
+  const leave = (why: string) => {
+    if (worker !== null && !worker.isRunning()) return;
+    console.error(`workerpool: ${why}`);
+    void worker?.terminate();
+    deadline = setTimeout(() => runtime.exit(code), env.gracefulTimeout);
+    runtime.unrefTimer(deadline);
+  };
   try {
     // A factory that throws is a boot error as much as a failing onStart.
-    const worker = bootErrorOnThrow(env.id, () => create(env.id));
-    setLogSink(worker, forward);
-    worker.onStart(async () => {
+    worker = bootErrorOnThrow(env.id, () => create(env.id));
+    const started = worker;
+    started.onStart(async () => {
       client.send({ t: "ready" });
       // Out before main() runs: a sync main() holds the event loop.
       await client.flush();
@@ -89,57 +85,58 @@ export async function runWorker(
       // The master learns the stop was not its own (a Ctrl-C reaching the
       // whole process group, systemd signalling the whole cgroup), so it
       // does not rush to replace a worker it is about to stop anyway.
-      if (worker.isRunning()) client.send({ t: "stopping", signal });
-      if (signal === "SIGTERM") worker.terminate();
-      else worker.interrupt();
+      if (started.isRunning()) client.send({ t: "stopping", signal });
+      if (signal === "SIGTERM") started.terminate();
+      else started.interrupt();
     };
     runtime.onSignal("SIGTERM", () => onSignal("SIGTERM"));
     runtime.onSignal("SIGINT", () => onSignal("SIGINT"));
-    client.closed.then(() => {
-      if (!worker.isRunning()) return;
-      console.error(`workerpool: ${who}: the master is gone; shutting down`);
-      removeControlDir(runtime, env.socket);
-      worker.terminate();
-      // An orphan must go even if its main() ignores the stop.
-      const timer = setTimeout(() => runtime.exit(1), env.gracefulTimeout);
-      runtime.unrefTimer(timer);
-    });
-    await worker.start();
+    await started.start();
   } catch (error) {
     if (error instanceof BootError) {
-      code = EXIT_BOOT_ERROR;
-      console.error(`workerpool: ${who}: ${error.message}`);
-      client.send({ t: "boot-error", message: describe(error.cause) });
+      code = ExitCode.bootError;
+      const cause = error.cause;
+      const stack = cause instanceof Error ? cause.stack ?? null : null;
+      client.send({ t: "boot-error", message: describe(cause), stack });
+      lastWords = `workerpool: ${who}: ${error.message}\n${stack ?? ""}`;
     } else {
-      code = 1;
+      code ||= ExitCode.failure;
       console.error(`workerpool: ${who} failed:`, error);
       log.error(`${who} failed: ${describe(error)}`);
     }
   } finally {
     clearInterval(beat);
+    clearTimeout(deadline);
   }
+  client.send({ t: "bye", code });
   await withTimeout(client.flush(), FLUSH_MS);
+  if (!client.connected && lastWords !== null) console.error(lastWords);
   client.close();
   return code;
 }
 
 /**
- * A master killed with SIGKILL cannot remove its private directory; its
- * workers can, once they know it is gone. Only a directory named as the
- * master names it is touched.
+ * Why the channel ended. A connection can end while the master lives (it
+ * dropped a worker that broke the protocol): only a master whose process is
+ * gone leaves its private directory behind, for its workers to remove.
  */
-function removeControlDir(runtime: Runtime, socket: string): void {
-  const dir = socket.slice(0, socket.lastIndexOf("/"));
-  if (!/\/workerpool-[^/]+$/.test(dir)) return;
-  try {
-    runtime.remove(dir);
-  } catch (error) {
-    console.error(
-      `workerpool: cannot remove the master's directory ${dir}: ${
-        describe(error)
-      }`,
-    );
+function masterGone(runtime: Runtime, env: WorkerEnv, who: string): string {
+  if (runtime.isAlive(env.masterPid)) {
+    return `${who} lost its control connection; shutting down`;
   }
+  const dir = controlDirOf(env.socket);
+  if (dir !== null) {
+    try {
+      runtime.remove(dir);
+    } catch (error) {
+      console.error(
+        `workerpool: cannot remove the master's directory ${dir}: ${
+          describe(error)
+        }`,
+      );
+    }
+  }
+  return `${who}: the master is gone; shutting down`;
 }
 
 function bootErrorOnThrow<T>(id: number, create: () => T): T {
@@ -150,14 +147,43 @@ function bootErrorOnThrow<T>(id: number, create: () => T): T {
   }
 }
 
-function toWire(record: LogRecord): WireRecord {
-  return {
+const encoder = new TextEncoder();
+
+/**
+ * A record as it travels, at most {@linkcode MAX_RECORD_BYTES} of JSON: a
+ * larger one becomes its text (message and arguments), cut, ending with
+ * `[… N bytes cut]`.
+ */
+export function toWire(record: LogRecord): WireRecord {
+  const wire: WireRecord = {
     msg: record.msg,
     args: toJsonSafe(record.args),
     datetime: record.datetime.getTime(),
     level: record.level,
     levelName: record.levelName,
     loggerName: record.loggerName,
+  };
+  const json = JSON.stringify(wire);
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: most records need no count.
+  if (json.length * 3 <= MAX_RECORD_BYTES) return wire;
+  if (encoder.encode(json).length <= MAX_RECORD_BYTES) return wire;
+  const text = [record.msg, ...record.args.map(formatArg)].join(" ");
+  // Room for the other fields and the marker.
+  const budget = MAX_RECORD_BYTES - 1024;
+  let keep = text.length;
+  for (;;) {
+    const size = encoder.encode(JSON.stringify(text.slice(0, keep))).length;
+    if (size <= budget) break;
+    keep = Math.floor(keep * (budget / size) * 0.99);
+  }
+  // Never end on half of a surrogate pair.
+  const code = text.charCodeAt(keep - 1);
+  if (code >= 0xd800 && code <= 0xdbff) keep--;
+  const cut = encoder.encode(text.slice(keep)).length;
+  return {
+    ...wire,
+    msg: `${text.slice(0, keep)} [… ${cut} bytes cut]`,
+    args: [],
   };
 }
 

@@ -1,11 +1,16 @@
 /**
- * Errors callers may want to catch, and the exit codes of worker processes.
+ * The error callers may want to catch, the exit code that goes with it, and
+ * how the library describes errors and values in its messages.
  *
  * @module
  */
+import { ExitCode } from "./_protocol.ts";
 
-/** Exit code of a worker whose `onStart` callbacks failed. */
-export const EXIT_BOOT_ERROR = 3;
+/**
+ * Exit code of a worker whose `onStart` callbacks failed, and of a master
+ * whose pool halted on repeated boot errors.
+ */
+export const EXIT_BOOT_ERROR: 3 = ExitCode.bootError;
 
 /**
  * Thrown by {@linkcode WorkerBase.start} when an `onStart` callback fails; a
@@ -13,9 +18,12 @@ export const EXIT_BOOT_ERROR = 3;
  *
  * @example Telling a boot error apart
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BootError } from "@workerpool/core";
+ *
  * const error = new BootError(1, new Error("port taken"));
- * console.assert(error.message === "Cannot start worker 1: port taken");
+ * assert.equal(error.message, "Cannot start worker 1: port taken");
+ * assert.equal(error.workerId, 1);
  * ```
  */
 export class BootError extends Error {
@@ -30,32 +38,14 @@ export class BootError extends Error {
   }
 }
 
-/**
- * The pidfile belongs to a live process: another pool is already running.
- * The master reports it and exits 1.
- */
-export class PidfileLockedError extends Error {
-  /** The pid found in the pidfile. */
-  readonly pid: number;
-  /** The pidfile's path. */
-  readonly path: string;
-
-  /** Creates the error for `path`, held by live process `pid`. */
-  constructor(path: string, pid: number) {
-    super(`Cannot write pidfile: ${path} holds pid ${pid}, which is running`);
-    this.name = "PidfileLockedError";
-    this.path = path;
-    this.pid = pid;
-  }
-}
-
 /** A one-line description of any thrown value. */
 export function describe(error: unknown): string {
   if (error instanceof Error) {
-    const cause = error.cause === undefined
-      ? ""
-      : ` (${describe(error.cause)})`;
-    return `${error.message || error.name}${cause}`;
+    const message = error.message || error.name;
+    if (error.cause === undefined) return message;
+    // A message that already says its cause does not repeat it.
+    const cause = describe(error.cause);
+    return message.includes(cause) ? message : `${message} (${cause})`;
   }
   return String(error);
 }

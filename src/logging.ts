@@ -4,6 +4,14 @@
  *
  * @module
  */
+import { writeStderr } from "./_stderr.ts";
+import type {
+  LevelName,
+  Logger,
+  LogHandler,
+  LogRecord,
+  PoolLogRecord,
+} from "./types.ts";
 
 /** Numeric levels, the same as `@std/log`'s `LogLevels`. */
 export const LogLevels: {
@@ -27,58 +35,6 @@ export const LogLevels: {
   ERROR: 40,
   CRITICAL: 50,
 };
-
-/** The name of a log level. */
-export type LevelName = keyof typeof LogLevels;
-
-/** A log record with the fields of `@std/log`'s `LogRecord`. */
-export interface LogRecord {
-  /** The message. */
-  readonly msg: string;
-  /** The extra arguments passed after the message. */
-  readonly args: unknown[];
-  /** When the record was made (in the process that logged it). */
-  readonly datetime: Date;
-  /** The numeric level, see {@linkcode LogLevels}. */
-  readonly level: number;
-  /** The level's name: `"INFO"`, `"WARN"`… */
-  readonly levelName: string;
-  /** The logger's name: `"default"` for workers' own records. */
-  readonly loggerName: string;
-}
-
-/** A record as the supervisor emits it: who logged it. */
-export interface PoolLogRecord extends LogRecord {
-  /** The worker id, or null for the master's own records. */
-  readonly workerId: number | null;
-  /** The pid of the process that logged it. */
-  readonly pid: number;
-}
-
-/** What a worker logs through (`WorkerBase.logger`). */
-export interface Logger {
-  /** Logs at DEBUG. */
-  debug(msg: string, ...args: unknown[]): void;
-  /** Logs at INFO. */
-  info(msg: string, ...args: unknown[]): void;
-  /** Logs at WARN. */
-  warn(msg: string, ...args: unknown[]): void;
-  /** Logs at ERROR. */
-  error(msg: string, ...args: unknown[]): void;
-  /** Logs at CRITICAL. */
-  critical(msg: string, ...args: unknown[]): void;
-}
-
-/**
- * Where the supervisor sends records, its own and its workers'. To use an
- * `@std/log` handler, wrap it: `{ handle: (r) => handler.handle(new
- * LogRecord({ msg: r.msg, args: r.args, level: r.level, loggerName:
- * r.loggerName })) }` (the README shows it whole).
- */
-export interface LogHandler {
-  /** Takes one record; it must not throw. */
-  handle(record: PoolLogRecord): void;
-}
 
 /** Creates a {@linkcode Logger} that hands each record to `emit`. */
 export function createLogger(
@@ -137,12 +93,14 @@ export function stderrHandler(level: LevelName = "INFO"): LogHandler {
   const threshold = LogLevels[level];
   return {
     handle(record) {
-      if (record.level >= threshold) console.error(formatRecord(record));
+      // Never blocks: a stalled stderr must not stall the master's loop.
+      if (record.level >= threshold) writeStderr(formatRecord(record) + "\n");
     },
   };
 }
 
-function formatArg(arg: unknown): string {
+/** One log argument as text: strings as they are, errors with their stack. */
+export function formatArg(arg: unknown): string {
   if (typeof arg === "string") return arg;
   if (arg instanceof Error) return arg.stack ?? `${arg.name}: ${arg.message}`;
   try {
@@ -151,6 +109,22 @@ function formatArg(arg: unknown): string {
     // Circular or BigInt: JSON has no form for it.
     return String(arg);
   }
+}
+
+/**
+ * Where `WorkerBase` loggers and `serve()` send records in this process:
+ * set in a worker process to forward them to its master; null elsewhere.
+ */
+let processSink: ((record: LogRecord) => void) | null = null;
+
+/** Sends this process's worker records to `sink` (the worker process does). */
+export function setProcessSink(sink: ((record: LogRecord) => void) | null) {
+  processSink = sink;
+}
+
+/** The process's sink, if a master receives its records. */
+export function getProcessSink(): ((record: LogRecord) => void) | null {
+  return processSink;
 }
 
 /** Turns log arguments into values that survive JSON, for forwarding. */

@@ -4,46 +4,10 @@
  *
  * @module
  */
-import { loadRuntime } from "./runtime/mod.ts";
 import { describe, describeValue } from "./errors.ts";
-
-/** Options of {@linkcode serve}. */
-export interface ServeOptions {
-  /**
-   * The TCP port.
-   * @default {8080}
-   */
-  port?: number;
-  /**
-   * The address to bind; use `"0.0.0.0"` to accept other hosts.
-   * @default {"127.0.0.1"}
-   */
-  hostname?: string;
-  /**
-   * Share the port with other processes; the kernel balances connections
-   * (on Linux).
-   * @default {true}
-   */
-  reusePort?: boolean;
-  /** Aborting it shuts the server down gracefully. */
-  signal?: AbortSignal;
-}
-
-/** A running server. */
-export interface HttpServer {
-  /** The bound port. */
-  readonly port: number;
-  /** The bound address. */
-  readonly hostname: string;
-  /**
-   * Stops accepting connections and resolves once in-flight requests are
-   * answered. Idempotent.
-   */
-  shutdown(): Promise<void>;
-}
-
-/** A request handler. */
-export type Handler = (request: Request) => Response | Promise<Response>;
+import { createLogger, getProcessSink, stderrHandler } from "./logging.ts";
+import { loadRuntime } from "./runtime/mod.ts";
+import type { Handler, HttpServer, ServeOptions } from "./types.ts";
 
 /**
  * Starts an HTTP server with `reusePort` on by default, so every worker of a
@@ -72,8 +36,13 @@ export async function serve(
   options: ServeOptions,
   handler: Handler,
 ): Promise<HttpServer> {
-  const { port = 8080, hostname = "127.0.0.1", reusePort = true, signal } =
-    options ?? {};
+  const {
+    port = 8080,
+    hostname = "127.0.0.1",
+    reusePort = true,
+    signal,
+    onError,
+  } = options ?? {};
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(
       `Cannot serve: port must be an integer from 0 to 65535, got ${
@@ -86,6 +55,11 @@ export async function serve(
       `Cannot serve: handler must be a function, got ${describeValue(handler)}`,
     );
   }
+  if (onError !== undefined && typeof onError !== "function") {
+    throw new TypeError(
+      `Cannot serve: onError must be a function, got ${describeValue(onError)}`,
+    );
+  }
   const runtime = await loadRuntime();
   const missing = reusePort ? runtime.reusePortError() : null;
   if (missing !== null) {
@@ -93,7 +67,14 @@ export async function serve(
   }
   let server;
   try {
-    server = await runtime.serve({ port, hostname, reusePort }, handler);
+    server = await runtime.serve(
+      { port, hostname, reusePort },
+      guard(
+        handler,
+        onError ??
+          ((error, request) => logRequestError(error, request, runtime.pid)),
+      ),
+    );
   } catch (error) {
     throw new Error(
       `Cannot listen on ${hostname}:${port}: ${describe(error)}`,
@@ -104,4 +85,55 @@ export async function serve(
   const shutdown = () => stopping ??= server.shutdown();
   signal?.addEventListener("abort", shutdown, { once: true });
   return { port: server.port, hostname: server.hostname, shutdown };
+}
+
+type ErrorHandler = NonNullable<ServeOptions["onError"]>;
+
+/**
+ * The handler, answering a plain 500 that shows nothing of the error when
+ * it throws (Bun's own answer is a development page with the source path),
+ * after `onError`, whose response is sent instead when it returns one. A
+ * sync handler stays sync: no promise per request.
+ */
+function guard(handler: Handler, onError: ErrorHandler): Handler {
+  const fail = async (error: unknown, request: Request) => {
+    try {
+      const response = await onError(error, request);
+      if (response instanceof Response) return response;
+    } catch (failure) {
+      logRequestError(failure, request, null);
+    }
+    return new Response("Internal Server Error", {
+      status: 500,
+      headers: { "content-type": "text/plain; charset=utf-8" },
+    });
+  };
+  return (request) => {
+    try {
+      const response = handler(request);
+      return response instanceof Promise
+        ? response.catch((error) => fail(error, request))
+        : response;
+    } catch (error) {
+      return fail(error, request);
+    }
+  };
+}
+
+const stderr = stderrHandler("DEBUG");
+
+/** The default `onError`: the error, with its stack, in the worker's log. */
+function logRequestError(
+  error: unknown,
+  request: Request,
+  pid: number | null,
+): void {
+  const sink = getProcessSink() ??
+    ((record) => stderr.handle({ ...record, workerId: null, pid: pid ?? 0 }));
+  createLogger("workerpool.serve", sink).error(
+    `${request.method} ${new URL(request.url).pathname} failed: ${
+      describe(error)
+    }`,
+    error,
+  );
 }

@@ -4,48 +4,29 @@
  *
  * @module
  */
-import { DAEMON_ENV, launchDaemon, reportToLauncher } from "./_daemon.ts";
-import { describe, describeValue, EXIT_BOOT_ERROR } from "./errors.ts";
+import { launchDaemon } from "./_daemon.ts";
+import { runMaster } from "./_master_main.ts";
 import {
-  createLogger,
-  type LogHandler,
-  type PoolLogRecord,
-  stderrHandler,
-} from "./logging.ts";
-import {
-  checkId,
   checkKeys,
   type ResolvedOptions,
   resolveOptions,
-  type SupervisorOptions,
   toFactory,
-  type WorkerClass,
-  type WorkerFactory,
 } from "./_options.ts";
-import { Pidfile } from "./_pidfile.ts";
-import { Pool, type WorkerInfo } from "./_pool.ts";
-import { loadRuntime, type Runtime, type SignalName } from "./runtime/mod.ts";
-import { checkCallback, type LifecycleCallback } from "./worker.ts";
-import { runWorker, takeWorkerEnv } from "./_worker_main.ts";
-
-/** Options of {@linkcode Supervisor.main}. */
-export interface MainOptions {
-  /** A pidfile to hold while the master runs. */
-  pidfile?: string;
-  /**
-   * Re-start detached, in a new session with stdio on /dev/null; the
-   * launching process exits 0 once the daemon is up.
-   * @default {false}
-   */
-  daemonize?: boolean;
-}
-
-const injectedRuntimes = new WeakMap<Supervisor, Runtime>();
-
-/** Makes `supervisor` use `runtime` instead of the real one (tests). */
-export function injectRuntime(supervisor: Supervisor, runtime: Runtime): void {
-  injectedRuntimes.set(supervisor, runtime);
-}
+import { Pool } from "./_pool.ts";
+import { DAEMON_ENV, takeWorkerEnv } from "./_protocol.ts";
+import { runWorker } from "./_worker_main.ts";
+import { describeValue } from "./errors.ts";
+import { loadRuntime, type Runtime } from "./runtime/mod.ts";
+import type {
+  LifecycleCallback,
+  MainOptions,
+  SignalName,
+  SupervisorOptions,
+  WorkerClass,
+  WorkerFactory,
+  WorkerInfo,
+} from "./types.ts";
+import { checkCallback } from "./worker.ts";
 
 /**
  * Keeps a pool of worker processes alive. The same script runs in the master
@@ -78,10 +59,9 @@ export function injectRuntime(supervisor: Supervisor, runtime: Runtime): void {
 export class Supervisor {
   #create: WorkerFactory;
   #options: ResolvedOptions;
+  #pool: Pool;
   #startCallbacks: LifecycleCallback[] = [];
   #shutdownCallbacks: LifecycleCallback[] = [];
-  #pool: Pool | null = null;
-  #stopRequest: "SIGTERM" | "SIGINT" | null = null;
 
   /**
    * Creates a supervisor of `worker` (a `WorkerBase` subclass or a factory
@@ -93,6 +73,7 @@ export class Supervisor {
   ) {
     this.#create = toFactory(worker);
     this.#options = resolveOptions(options);
+    this.#pool = new Pool(this.#options);
   }
 
   /** Appends a callback run in the master before the workers are spawned. */
@@ -105,37 +86,25 @@ export class Supervisor {
     this.#shutdownCallbacks.push(checkCallback("onShutdown", callback));
   }
 
-  /** A snapshot of the pool; empty until {@linkcode main} runs. */
+  /** A snapshot of the pool: one entry per worker id. */
   get pool(): readonly WorkerInfo[] {
-    return this.#pool?.snapshot() ?? Object.freeze([]);
+    return this.#pool.snapshot();
   }
 
   /** Adds worker `id` (spawned at once when the pool runs). */
   addWorker(id: number): void {
-    if (this.#pool !== null) return this.#pool.addWorker(id);
-    checkId(id, "Cannot add worker");
-    if (this.#options.ids.includes(id)) {
-      throw new RangeError(
-        `Cannot add worker: id ${id} is already in the pool`,
-      );
-    }
-    this.#options.ids.push(id);
+    this.#pool.addWorker(id);
   }
 
   /**
    * Removes worker `id`: it is sent `signal` (SIGKILL after
    * `gracefulTimeout`) and not replaced. Resolves once it has exited.
+   *
+   * @param id The worker id to remove.
+   * @param signal The signal that stops it. @default {"SIGTERM"}
    */
   removeWorker(id: number, signal: SignalName = "SIGTERM"): Promise<void> {
-    if (this.#pool !== null) return this.#pool.removeWorker(id, signal);
-    const index = this.#options.ids.indexOf(id);
-    if (index === -1) {
-      return Promise.reject(
-        new RangeError(`Cannot remove worker: no worker has id ${id}`),
-      );
-    }
-    this.#options.ids.splice(index, 1);
-    return Promise.resolve();
+    return this.#pool.removeWorker(id, signal);
   }
 
   /** Stops the pool gracefully: the same as {@linkcode terminate}. */
@@ -145,162 +114,51 @@ export class Supervisor {
 
   /** The `SIGTERM` path; resolves once every worker has exited. */
   terminate(): Promise<void> {
-    return this.#requestStop("SIGTERM");
+    return this.#pool.shutdown("SIGTERM");
   }
 
   /** The `SIGINT` path; resolves once every worker has exited. */
   interrupt(): Promise<void> {
-    return this.#requestStop("SIGINT");
+    return this.#pool.shutdown("SIGINT");
   }
 
   /**
    * Runs the pool in the master, or the worker lifecycle in a worker
    * process, and then exits the process: 0 after a graceful shutdown, 3
    * when repeated boot errors halted the pool, 1 when it could not start.
+   *
+   * @param options The pidfile, and whether to run as a daemon.
+   * @default {{}}
    */
   async main(options: MainOptions = {}): Promise<void> {
     checkMainOptions(options);
-    const runtime = injectedRuntimes.get(this) ?? await loadRuntime();
-    const workerEnv = takeWorkerEnv(runtime);
-    if (workerEnv !== null) {
-      runtime.exit(await runWorker(runtime, this.#create, workerEnv));
-    }
-    const notify = runtime.getEnv(DAEMON_ENV);
-    if (notify !== undefined) runtime.deleteEnv(DAEMON_ENV);
-    if (options.daemonize && notify === undefined) {
-      runtime.exit(await launchDaemon(runtime));
-    }
-    runtime.exit(await this.#runMaster(runtime, options.pidfile, notify));
+    const runtime = await loadRuntime();
+    runtime.exit(await this.#run(runtime, options));
   }
 
-  async #runMaster(
-    runtime: Runtime,
-    pidfilePath: string | undefined,
-    notify: string | undefined,
-  ): Promise<number> {
-    const emit = guardHandler(
-      this.#options.logger ??
-        stderrHandler(this.#options.logLevel),
-    );
-    const log = createLogger(
-      "workerpool.supervisor",
-      (r) => emit({ ...r, workerId: null, pid: runtime.pid }),
-    );
-    const pool = new Pool(runtime, this.#options, emit);
-    this.#pool = pool;
-    let pidfile: Pidfile | null = null;
-    let inStartCallbacks = false;
-    const onSignal = (signal: "SIGTERM" | "SIGINT") => {
-      if (inStartCallbacks) {
-        // The callbacks cannot be aborted; a second signal gives up on them.
-        if (this.#stopRequest !== null) {
-          log.critical(`${signal} again during the onStart callbacks; exiting`);
-          pidfile?.release();
-          runtime.exit(1);
-        }
-        log.warn(
-          `${signal}: stopping once the onStart callbacks finish (signal again to exit now)`,
-        );
-      }
-      void this.#requestStop(signal);
+  async #run(runtime: Runtime, options: MainOptions): Promise<number> {
+    const env = {
+      get: (name: string) => runtime.getEnv(name),
+      delete: (name: string) => runtime.deleteEnv(name),
     };
-    // Kept until the process exits: a signal during the shutdown callbacks
-    // must not kill the master by its default action.
-    const removers = [
-      runtime.onSignal("SIGTERM", () => onSignal("SIGTERM")),
-      runtime.onSignal("SIGINT", () => onSignal("SIGINT")),
-    ];
-    if (this.#stopRequest !== null) pool.shutdown(this.#stopRequest);
-    let started = false;
-    let code: number;
-    try {
-      if (pidfilePath !== undefined) {
-        pidfile = Pidfile.acquire(
-          runtime,
-          pidfilePath,
-          runtime.pid,
-          (pid) => runtime.isAlive(pid),
-        );
-      }
-      // Stopped before it started (stop() before main()): nothing to run.
-      if (this.#stopRequest === null) {
-        started = true;
-        inStartCallbacks = true;
-        for (const callback of this.#startCallbacks) {
-          await bootStep(callback);
-        }
-        inStartCallbacks = false;
-      }
-      await pool.start();
-      if (notify !== undefined) {
-        await reportToLauncher(runtime, notify, { ok: true, pid: runtime.pid });
-      }
-      await pool.stopped;
-      code = pool.exitCode;
-    } catch (error) {
-      inStartCallbacks = false;
-      code = error instanceof MasterBootError ? EXIT_BOOT_ERROR : 1;
-      const cause = error instanceof MasterBootError ? error.cause : error;
-      log.critical(`Cannot run the pool: ${describe(cause)}`);
-      if (notify !== undefined) {
-        await reportToLauncher(runtime, notify, {
-          ok: false,
-          error: describe(cause),
-        }).catch((e) => log.error(`Cannot report to the launcher: ${e}`));
-      }
-      await pool.shutdown("SIGTERM", code);
+    const workerEnv = takeWorkerEnv(env);
+    if (workerEnv !== null) {
+      return await runWorker(runtime, this.#create, workerEnv);
     }
-    if (started) {
-      for (const callback of this.#shutdownCallbacks) {
-        try {
-          await callback();
-        } catch (error) {
-          log.error(`onShutdown callback failed: ${describe(error)}`);
-          code ||= 1;
-        }
-      }
+    const launcher = env.get(DAEMON_ENV);
+    env.delete(DAEMON_ENV);
+    if (options.daemonize && launcher === undefined) {
+      return await launchDaemon(runtime, options.pidfile);
     }
-    await pool.dispose();
-    pidfile?.release();
-    for (const remove of removers) remove();
-    return code;
+    return await runMaster(runtime, {
+      pool: this.#pool,
+      options: this.#options,
+      startCallbacks: this.#startCallbacks,
+      shutdownCallbacks: this.#shutdownCallbacks,
+      pidfile: options.pidfile,
+      launcher,
+    });
   }
-
-  #requestStop(signal: "SIGTERM" | "SIGINT"): Promise<void> {
-    this.#stopRequest ??= signal;
-    return this.#pool?.shutdown(signal) ?? Promise.resolve();
-  }
-}
-
-/** A master `onStart` callback failed. */
-class MasterBootError extends Error {}
-
-async function bootStep(callback: LifecycleCallback): Promise<void> {
-  try {
-    await callback();
-  } catch (error) {
-    throw new MasterBootError("onStart callback failed", { cause: error });
-  }
-}
-
-function guardHandler(handler: LogHandler): (record: PoolLogRecord) => void {
-  return (record) => {
-    try {
-      handler.handle(record);
-    } catch (error) {
-      // A broken handler must not take the master down: report it on stderr,
-      // and if stderr itself is gone (EPIPE), there is nowhere left to say it.
-      try {
-        console.error(
-          `workerpool: the logger failed on "${record.msg}": ${
-            describe(error)
-          }`,
-        );
-      } catch {
-        // Dropped on purpose: see above.
-      }
-    }
-  };
 }
 
 function checkMainOptions(options: MainOptions): void {

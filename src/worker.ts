@@ -5,29 +5,13 @@
  * @module
  */
 import { BootError, describeValue } from "./errors.ts";
+import { createLogger, getProcessSink, stderrHandler } from "./logging.ts";
 import { loadRuntime } from "./runtime/mod.ts";
-import {
-  createLogger,
-  type Logger,
-  type LogRecord,
-  stderrHandler,
-} from "./logging.ts";
-
-/** A start or shutdown callback; may be sync or async. */
-export type LifecycleCallback = () => void | Promise<void>;
+import type { LifecycleCallback, Logger } from "./types.ts";
 
 type State = "idle" | "starting" | "running" | "stopping" | "stopped";
 
 const defaultHandler = stderrHandler("DEBUG");
-const logSinks = new WeakMap<WorkerBase, (record: LogRecord) => void>();
-
-/** Sends `worker`'s log records to `sink` (the worker process forwards them). */
-export function setLogSink(
-  worker: WorkerBase,
-  sink: (record: LogRecord) => void,
-): void {
-  logSinks.set(worker, sink);
-}
 
 /**
  * The base class of a worker. Subclass it, implement {@linkcode main}, and
@@ -85,7 +69,8 @@ export abstract class WorkerBase {
     }
     this.#id = id;
     this.#logger = createLogger("default", (record) => {
-      const sink = logSinks.get(this);
+      // In a pool's worker process, records travel to the master.
+      const sink = getProcessSink();
       if (sink) sink(record);
       else defaultHandler.handle({ ...record, workerId: id, pid: this.#pid });
     });

@@ -1,18 +1,69 @@
-// A runtime whose processes are objects: the master's logic runs against it
-// with no process spawned, and every signal and exit is under test control.
-import { loadRuntime } from "../src/runtime/mod.ts";
+// A runtime whose processes, sockets and clock are objects: the master's
+// logic runs against it with no process spawned and no real time passing;
+// every exit, frame and millisecond is under the test's control.
+import { currentRuntime } from "../src/runtime/mod.ts";
 import type {
   ChildProcess,
+  Connection,
   ExitStatus,
   Runtime,
   SignalName,
   SpawnOptions,
+  Timer,
 } from "../src/runtime/mod.ts";
 
 /** Thrown by the fake `exit()`, carrying the code. */
 export class FakeExit extends Error {
   constructor(readonly code: number) {
     super(`exit(${code})`);
+  }
+}
+
+/** One end of an in-memory connection pair. */
+export class FakeConnection implements Connection {
+  readonly readable: ReadableStream<Uint8Array>;
+  peer!: FakeConnection;
+  closed = false;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+
+  constructor() {
+    this.readable = new ReadableStream({
+      start: (controller) => void (this.#controller = controller),
+    });
+  }
+
+  static pair(): [FakeConnection, FakeConnection] {
+    const a = new FakeConnection();
+    const b = new FakeConnection();
+    a.peer = b;
+    b.peer = a;
+    return [a, b];
+  }
+
+  write(data: Uint8Array): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("Socket closed"));
+    this.peer.#receive(data.slice());
+    return Promise.resolve();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.#end();
+    this.peer.#end();
+  }
+
+  #receive(data: Uint8Array): void {
+    if (!this.closed) this.#controller.enqueue(data);
+  }
+
+  #end(): void {
+    try {
+      this.#controller.close();
+    } catch {
+      // Already closed: a second end changes nothing.
+    }
+    this.closed = true;
   }
 }
 
@@ -27,12 +78,20 @@ export class FakeChild implements ChildProcess {
   exited = false;
   #resolve!: (status: ExitStatus) => void;
 
-  constructor(readonly pid: number, readonly options: SpawnOptions) {
+  constructor(
+    readonly runtime: FakeRuntime,
+    readonly pid: number,
+    readonly options: SpawnOptions,
+  ) {
     this.status = new Promise((resolve) => this.#resolve = resolve);
   }
 
   get workerId(): number {
     return Number(this.options.env?.WORKERPOOL_WORKER_ID);
+  }
+
+  get token(): string {
+    return this.options.env?.WORKERPOOL_TOKEN ?? "";
   }
 
   kill(signal: SignalName): boolean {
@@ -54,13 +113,58 @@ export class FakeChild implements ChildProcess {
   }
 
   unref(): void {}
+
+  /** Connects to the master's control socket as this child would. */
+  async connect(): Promise<FakeWorkerEnd> {
+    const socket = this.options.env?.WORKERPOOL_CONTROL_SOCKET ?? "";
+    return new FakeWorkerEnd(await this.runtime.connectUnix(socket));
+  }
+
+  /** Connects and says hello. */
+  async hello(): Promise<FakeWorkerEnd> {
+    const end = await this.connect();
+    end.send({
+      t: "hello",
+      id: this.workerId,
+      pid: this.pid,
+      token: this.token,
+    });
+    return end;
+  }
 }
 
-const real = await loadRuntime();
+/** The worker's end of a control connection, driven by the test. */
+export class FakeWorkerEnd {
+  constructor(readonly connection: Connection) {}
 
-/** The fake runtime: fake processes and signals, the real file system. */
+  get closed(): boolean {
+    return (this.connection as FakeConnection).closed;
+  }
+
+  send(message: unknown): void {
+    this.raw(JSON.stringify(message) + "\n");
+  }
+
+  raw(text: string): void {
+    this.connection.write(new TextEncoder().encode(text)).catch(() => {});
+  }
+}
+
+interface PendingTimer {
+  at: number;
+  seq: number;
+  callback: () => void;
+}
+
+const real = currentRuntime();
+
+/** The fake runtime: fake processes, sockets, clock; the real file system. */
 export class FakeRuntime implements Runtime {
   cwd = () => real.cwd();
+  // No stale control directory to find: the real temporary folder holds
+  // other pools' directories, which a fake isAlive() would take for dead.
+  tempDir = () => "/fake-tmp";
+  readDir = () => [];
   makeTempDir = (prefix: string) => real.makeTempDir(prefix);
   remove = (path: string) => real.remove(path);
   readTextFile = (path: string) => real.readTextFile(path);
@@ -73,7 +177,12 @@ export class FakeRuntime implements Runtime {
   readonly pid = 1000;
   readonly children: FakeChild[] = [];
   readonly env = new Map<string, string>();
+  readonly stderr: string[] = [];
   #listeners = new Map<SignalName, Set<() => void>>();
+  #sockets = new Map<string, (connection: Connection) => void>();
+  #now = 0;
+  #seq = 0;
+  #timers = new Map<number, PendingTimer>();
 
   scriptCommand() {
     return { command: "runtime", args: ["script.ts"] };
@@ -88,7 +197,7 @@ export class FakeRuntime implements Runtime {
     this.env.delete(name);
   }
   spawn(_command: string, options: SpawnOptions): FakeChild {
-    const child = new FakeChild(2000 + this.children.length, options);
+    const child = new FakeChild(this, 2000 + this.children.length, options);
     this.children.push(child);
     return child;
   }
@@ -116,12 +225,61 @@ export class FakeRuntime implements Runtime {
   exit(code: number): never {
     throw new FakeExit(code);
   }
-  unrefTimer(): void {}
-  listenUnix() {
-    return { close() {} };
+  writeStderr(data: Uint8Array): Promise<void> {
+    this.stderr.push(new TextDecoder().decode(data));
+    return Promise.resolve();
   }
-  connectUnix(): never {
-    throw new Error("The fake runtime has no sockets");
+  unrefTimer(): void {}
+
+  // The clock: time passes only in advance() and pause().
+  now(): number {
+    return this.#now;
+  }
+  setTimeout(callback: () => void, ms: number): Timer {
+    const seq = ++this.#seq;
+    this.#timers.set(seq, { at: this.#now + Math.max(0, ms), seq, callback });
+    return seq as unknown as Timer;
+  }
+  clearTimeout(timer: Timer | undefined): void {
+    this.#timers.delete(timer as unknown as number);
+  }
+  /** Lets `ms` pass, running each timer when due, in order. */
+  async advance(ms: number): Promise<void> {
+    const end = this.#now + ms;
+    for (;;) {
+      await settle();
+      const next = [...this.#timers.values()]
+        .filter((t) => t.at <= end)
+        .sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
+      if (next === undefined) break;
+      this.#timers.delete(next.seq);
+      this.#now = Math.max(this.#now, next.at);
+      next.callback();
+    }
+    this.#now = end;
+    await settle();
+  }
+  /**
+   * The process stood still for `ms` (SIGSTOP, a VM pause): the clock jumps
+   * and the timers that came due meanwhile run late, all at once.
+   */
+  async pause(ms: number): Promise<void> {
+    this.#now += ms;
+    await this.advance(0);
+  }
+
+  listenUnix(path: string, onConnection: (connection: Connection) => void) {
+    this.#sockets.set(path, onConnection);
+    return { close: () => void this.#sockets.delete(path) };
+  }
+  connectUnix(path: string): Promise<Connection> {
+    const accept = this.#sockets.get(path);
+    if (accept === undefined) {
+      return Promise.reject(new Error(`Connection refused: ${path}`));
+    }
+    const [master, worker] = FakeConnection.pair();
+    accept(master);
+    return Promise.resolve(worker);
   }
   reusePortError() {
     return null;
@@ -133,4 +291,17 @@ export class FakeRuntime implements Runtime {
   alive(): FakeChild[] {
     return this.children.filter((c) => !c.exited);
   }
+  /** The live child of worker `id`. */
+  child(id: number): FakeChild {
+    const child = this.alive().find((c) => c.workerId === id);
+    if (child === undefined) throw new Error(`No live child for worker ${id}`);
+    return child;
+  }
+}
+
+/** Lets promise callbacks and stream reads run to quiescence. */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  for (let i = 0; i < 20; i++) await Promise.resolve();
 }

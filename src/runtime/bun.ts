@@ -98,6 +98,11 @@ interface BunGlobal {
     cmd: string[],
     options: Record<string, unknown>,
   ): { success: boolean; stdout: Uint8Array };
+  Glob: new (pattern: string) => {
+    scanSync(
+      options: { cwd: string; onlyFiles: boolean; dot: boolean },
+    ): Iterable<string>;
+  };
   listen(options: { unix: string; socket: BunSocketHandlers }): {
     stop(closeActiveConnections?: boolean): void;
   };
@@ -149,6 +154,10 @@ export function bunRuntime(): Runtime {
     },
     exit: (code) => process.exit(code),
     unrefTimer: (timer) => (timer as { unref?: () => void }).unref?.(),
+    now: () => performance.now(),
+    setTimeout: (callback, ms) => setTimeout(callback, ms),
+    clearTimeout: (timer) => clearTimeout(timer),
+    writeStderr: (data) => writeAll(2, data),
     listenUnix(path, onConnection): UnixListener {
       const listener = Bun.listen({
         unix: path,
@@ -179,7 +188,12 @@ export function bunRuntime(): Runtime {
     },
     reusePortError: () => null,
     cwd: () => process.cwd(),
+    tempDir,
     makeTempDir: (prefix) => makeTempDir(Bun, prefix),
+    readDir: (path) =>
+      Array.from(
+        new Bun.Glob("*").scanSync({ cwd: path, onlyFiles: false, dot: true }),
+      ),
     remove: (path) => fs().rmSync(path, { recursive: true, force: true }),
     readTextFile(path) {
       try {
@@ -217,8 +231,12 @@ export function bunRuntime(): Runtime {
  * first use of node:fs costs a Bun process about 4.5 MB for good, and the
  * master otherwise needs node:fs only when it stops (measured, Bun 1.4.5).
  */
+function tempDir(): string {
+  return (process.env.TMPDIR || "/tmp").replace(/\/$/, "");
+}
+
 function makeTempDir(Bun: BunGlobal, prefix: string): string {
-  const base = process.env.TMPDIR || "/tmp";
+  const base = tempDir();
   const made = Bun.spawnSync(["mktemp", "-d", `${base}/${prefix}XXXXXX`], {
     stdin: "ignore",
     stdout: "pipe",
@@ -229,22 +247,34 @@ function makeTempDir(Bun: BunGlobal, prefix: string): string {
 }
 
 function appendFile(path: string): AppendFile {
-  const { closeSync, openSync, writeSync } = fs();
-  const fd = openSync(path, "a");
+  const fd = fs().openSync(path, "a");
   return {
-    write(data) {
-      // Synchronous on purpose: a pipe pump awaits it, which is the
-      // backpressure, and regular files do not block.
-      for (let offset = 0; offset < data.length;) {
-        offset += writeSync(fd, data, offset);
-      }
-      return Promise.resolve();
-    },
-    close() {
-      closeSync(fd);
-      return Promise.resolve();
-    },
+    write: (data) => writeAll(fd, data),
+    close: () =>
+      new Promise((resolve, reject) =>
+        fs().close(fd, (error) => error ? reject(error) : resolve())
+      ),
   };
+}
+
+/**
+ * Writes all of `data` to `fd` off the event loop (node:fs's callback
+ * `write` runs on a thread): neither a slow disk nor a full pipe on stderr
+ * holds the loop.
+ */
+async function writeAll(fd: number, data: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < data.length;) {
+    offset += await new Promise<number>((resolve, reject) =>
+      fs().write(
+        fd,
+        data,
+        offset,
+        data.length - offset,
+        null,
+        (error, written) => error ? reject(error) : resolve(written),
+      )
+    );
+  }
 }
 
 function spawn(
@@ -254,14 +284,23 @@ function spawn(
 ): ChildProcess {
   const pipe = (mode: string | undefined) =>
     mode === "piped" ? "pipe" : mode === "null" ? "ignore" : "inherit";
-  const child = Bun.spawn([command, ...options.args], {
-    // Bun replaces the environment rather than adding to it.
-    env: { ...process.env, ...options.env },
-    stdin: options.stdin === "null" ? "ignore" : "inherit",
-    stdout: pipe(options.stdout),
-    stderr: pipe(options.stderr),
-    detached: options.detached ?? false,
-  });
+  // An fd of our own for the log file; the child gets a copy of it.
+  const logFd = options.logFile === undefined
+    ? null
+    : fs().openSync(options.logFile, "a");
+  let child: BunSubprocess;
+  try {
+    child = Bun.spawn([command, ...options.args], {
+      // Bun replaces the environment rather than adding to it.
+      env: { ...process.env, ...options.env },
+      stdin: options.stdin === "null" ? "ignore" : "inherit",
+      stdout: logFd ?? pipe(options.stdout),
+      stderr: logFd ?? pipe(options.stderr),
+      detached: options.detached ?? false,
+    });
+  } finally {
+    if (logFd !== null) fs().closeSync(logFd);
+  }
   const status: Promise<ExitStatus> = child.exited.then((code) => {
     const signal = child.signalCode;
     return signal === null

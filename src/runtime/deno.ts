@@ -64,6 +64,10 @@ export function denoRuntime(): Runtime {
     },
     exit: (code) => Deno.exit(code),
     unrefTimer: (timer) => Deno.unrefTimer(timer as unknown as number),
+    now: () => performance.now(),
+    setTimeout: (callback, ms) => setTimeout(callback, ms),
+    clearTimeout: (timer) => clearTimeout(timer),
+    writeStderr: (data) => writeAll(Deno.stderr, data),
     listenUnix,
     async connectUnix(path) {
       return wrapConn(await Deno.connect({ transport: "unix", path }));
@@ -79,7 +83,10 @@ export function denoRuntime(): Runtime {
     },
     serve,
     cwd: () => Deno.cwd(),
+    tempDir,
     makeTempDir: (prefix) => Deno.makeTempDirSync({ prefix }),
+    readDir: (path) =>
+      Array.from(Deno.readDirSync(path), (entry) => entry.name),
     remove(path) {
       ignoreNotFound(() => Deno.removeSync(path, { recursive: true }));
     },
@@ -102,14 +109,33 @@ export function denoRuntime(): Runtime {
       }
     },
     async openAppend(path) {
+      // file.write, not file.writable: the stream's writer holds bytes back
+      // until 64 KiB have gathered (Deno 2.9), so a crashing worker's last
+      // lines were not on disk when somebody looked.
       const file = await Deno.open(path, { append: true, create: true });
-      const writer = file.writable.getWriter();
       return {
-        write: (data) => writer.write(data),
-        close: () => writer.close(),
+        write: (data) => writeAll(file, data),
+        close: () => Promise.resolve(file.close()),
       };
     },
   };
+}
+
+async function writeAll(
+  writer: { write(p: Uint8Array): Promise<number> },
+  data: Uint8Array,
+): Promise<void> {
+  for (let offset = 0; offset < data.length;) {
+    offset += await writer.write(data.subarray(offset));
+  }
+}
+
+function tempDir(): string {
+  const variable = "TMPDIR";
+  const tmp = granted({ name: "env", variable })
+    ? Deno.env.get(variable)
+    : undefined;
+  return (tmp || "/tmp").replace(/\/$/, "");
 }
 
 function ignoreNotFound(action: () => void): void {
@@ -196,12 +222,8 @@ function masterFlags(): string[] | null {
 }
 
 function missingPoolPermission(): string | null {
-  const variable = "TMPDIR";
-  const tmp = granted({ name: "env", variable })
-    ? Deno.env.get(variable) ?? "/tmp"
-    : "/tmp";
   // A path like the one the control socket will have.
-  const socketPath = `${tmp}/workerpool-check/control.sock`;
+  const socketPath = `${tempDir()}/workerpool-check/control.sock`;
   const needed: [string, Deno.PermissionDescriptor][] = [
     ["--allow-run", { name: "run", command: Deno.execPath() }],
     ["--allow-env", { name: "env", variable: "WORKERPOOL_WORKER_ID" }],
@@ -215,14 +237,29 @@ function missingPoolPermission(): string | null {
 }
 
 function spawn(command: string, options: SpawnOptions): ChildProcess {
-  const args = options.detached ? [command, ...options.args] : options.args;
-  // Deno.Command cannot start a new session itself; setsid(1) can.
-  const child = new Deno.Command(options.detached ? "setsid" : command, {
-    args,
+  let argv = [command, ...options.args];
+  if (options.logFile !== undefined) {
+    // Deno.Command cannot send output to a file; a shell opens it (appending)
+    // and execs the command, so the pid stays the command's.
+    argv = [
+      "sh",
+      "-c",
+      'f=$1; shift; exec "$@" >>"$f" 2>&1',
+      "sh",
+      options.logFile,
+      ...argv,
+    ];
+  }
+  // Deno.Command cannot start a new session itself; setsid(1) can, and
+  // execs (no fork: our child leads no process group).
+  if (options.detached) argv = ["setsid", ...argv];
+  const toFile = options.logFile !== undefined;
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
     env: options.env,
     stdin: options.stdin ?? "inherit",
-    stdout: options.stdout ?? "inherit",
-    stderr: options.stderr ?? "inherit",
+    stdout: toFile ? "inherit" : options.stdout ?? "inherit",
+    stderr: toFile ? "inherit" : options.stderr ?? "inherit",
   }).spawn();
   const status: Promise<ExitStatus> = child.status.then((s) => ({
     code: s.code,

@@ -25,14 +25,30 @@ export function detectRuntime(): "deno" | "bun" | null {
 
 let runtime: Runtime | undefined;
 
-/** The adapter of the runtime executing this code (created once). */
+/**
+ * The adapter of the runtime executing this code (created once), or the
+ * one given to {@linkcode useRuntime}. Throws on a runtime that is neither.
+ */
+export function currentRuntime(): Runtime {
+  runtime ??= createAdapter();
+  return runtime;
+}
+
+/** {@linkcode currentRuntime}, as a promise that rejects instead of throwing. */
 export function loadRuntime(): Promise<Runtime> {
   try {
-    runtime ??= createAdapter();
+    return Promise.resolve(currentRuntime());
   } catch (error) {
     return Promise.reject(error);
   }
-  return Promise.resolve(runtime);
+}
+
+/**
+ * Makes the whole library use `replacement` (a fake, in tests) until it is
+ * called again with `undefined`: the one place a runtime is injected.
+ */
+export function useRuntime(replacement: Runtime | undefined): void {
+  runtime = replacement;
 }
 
 function createAdapter(): Runtime {

@@ -13,7 +13,25 @@ export type SignalName =
   | "SIGSTOP"
   | "SIGCONT"
   | "SIGHUP"
-  | "SIGQUIT";
+  | "SIGQUIT"
+  | "SIGUSR1"
+  | "SIGUSR2"
+  | "SIGTTIN"
+  | "SIGTTOU"
+  | "SIGWINCH";
+
+/** A pending timer of a {@linkcode Clock}. */
+export type Timer = ReturnType<typeof setTimeout>;
+
+/** Time, as the master measures deadlines with it. */
+export interface Clock {
+  /** Milliseconds on a monotonic clock (never jumps with the wall clock). */
+  now(): number;
+  /** Calls `callback` once, `ms` from now. */
+  setTimeout(callback: () => void, ms: number): Timer;
+  /** Cancels a timer; nothing when it is undefined or already ran. */
+  clearTimeout(timer: Timer | undefined): void;
+}
 
 /** How a child's standard stream is connected. */
 export type StdioMode = "inherit" | "null" | "piped";
@@ -29,6 +47,8 @@ export interface SpawnOptions {
   stderr?: StdioMode;
   /** Start the child in a session of its own (no controlling terminal). */
   detached?: boolean;
+  /** Append the child's stdout and stderr to this file (over `stdout`/`stderr`). */
+  logFile?: string;
 }
 
 /** How a child process ended. */
@@ -96,8 +116,12 @@ export interface AppendFile {
 export interface FileSystem {
   /** The current working directory. */
   cwd(): string;
+  /** The system's temporary folder (`$TMPDIR`, else /tmp). */
+  tempDir(): string;
   /** Creates a private (0700) directory in the system's temporary folder. */
   makeTempDir(prefix: string): string;
+  /** The names in a directory. */
+  readDir(path: string): string[];
   /** Removes a file or a whole directory; nothing when it is missing. */
   remove(path: string): void;
   /** The file's text, or null when it does not exist. */
@@ -111,7 +135,7 @@ export interface FileSystem {
 }
 
 /** Everything workerpool needs from the JavaScript runtime. */
-export interface Runtime extends FileSystem {
+export interface Runtime extends FileSystem, Clock {
   readonly name: "deno" | "bun";
   readonly version: string;
   readonly pid: number;
@@ -135,6 +159,11 @@ export interface Runtime extends FileSystem {
   /** Adds a signal listener; returns the function that removes it. */
   onSignal(signal: SignalName, listener: () => void): () => void;
   exit(code: number): never;
+  /**
+   * Writes to this process's stderr without blocking the event loop, even
+   * when stderr is a pipe nobody reads; resolves once all was written.
+   */
+  writeStderr(data: Uint8Array): Promise<void>;
   /** Keeps a timer from holding the process open. */
   unrefTimer(timer: ReturnType<typeof setTimeout>): void;
   listenUnix(

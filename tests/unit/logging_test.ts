@@ -1,7 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { formatRecord, LogLevels } from "../../mod.ts";
-import { createLogger, type LogRecord, toJsonSafe } from "../../src/logging.ts";
+import { createLogger, toJsonSafe } from "../../src/logging.ts";
+import type { LogRecord } from "../../src/types.ts";
 
 describe("logging", () => {
   test("records have @std/log's LogRecord fields", () => {

@@ -7,9 +7,36 @@ class Idle extends WorkerBase {
 }
 
 describe("new Supervisor()", () => {
-  test("defaults to workers 0 and 1 and the documented times", () => {
+  test("defaults to workers 0 and 1, listed before main() as stopped", () => {
     const supervisor = new Supervisor(Idle);
-    assert.deepEqual(supervisor.pool, []);
+    assert.deepEqual(
+      supervisor.pool.map((w) => [w.id, w.pid, w.state, w.restarts]),
+      [[0, null, "stopped", 0], [1, null, "stopped", 0]],
+    );
+  });
+
+  test("rejects more than 1024 workers before anything happens", () => {
+    assert.equal(new Supervisor(Idle, { workers: 1024 }).pool.length, 1024);
+    for (const workers of [1025, 1e9]) {
+      assert.throws(() => new Supervisor(Idle, { workers }), {
+        name: "RangeError",
+        message:
+          `Cannot create supervisor: workers must be at most 1024, got ${workers}`,
+      });
+    }
+    function* endless() {
+      for (let id = 0;; id++) yield id;
+    }
+    assert.throws(() => new Supervisor(Idle, { workers: endless() }), {
+      name: "RangeError",
+      message: "Cannot create supervisor: workers must name at most 1024 ids",
+    });
+    const full = new Supervisor(Idle, { workers: 1024 });
+    assert.throws(() => full.addWorker(5000), {
+      name: "RangeError",
+      message:
+        "Cannot add worker 5000: the pool has the most workers allowed, 1024",
+    });
   });
 
   test("rejects bad worker counts, naming the value", () => {
@@ -69,6 +96,7 @@ describe("new Supervisor()", () => {
       ],
       ["checkInterval", 0, /checkInterval .*from 1 .*got 0$/, "RangeError"],
       ["minUptime", NaN, /minUptime .*got NaN$/, "RangeError"],
+      ["readyTimeout", 0, /readyTimeout .*from 1 .*got 0$/, "RangeError"],
       ["maxRestartDelay", "5s", /maxRestartDelay .*got "5s"$/, "TypeError"],
       [
         "maxBootErrors",

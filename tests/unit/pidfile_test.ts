@@ -24,7 +24,7 @@ describe("Pidfile", () => {
     const path = join(dir, "b.pid");
     writeFileSync(path, "77\n");
     assert.throws(() => Pidfile.acquire(runtime, path, 123, alive([77])), {
-      name: "PidfileLockedError",
+      name: "PidfileError",
       message: `Cannot write pidfile: ${path} holds pid 77, which is running`,
     });
     assert.equal(readFileSync(path, "utf8"), "77\n");

@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import {
   FrameDecoder,
   FrameError,
-  MAX_FRAME_BYTES,
   toWorkerMessage,
-} from "../../src/_channel.ts";
+} from "../../src/_frames.ts";
+import { MAX_FRAME_BYTES } from "../../src/_protocol.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const encodeFrame = (message: unknown) => bytes(JSON.stringify(message) + "\n");
@@ -79,7 +79,10 @@ describe("toWorkerMessage", () => {
         { t: "hb" },
         { t: "ready" },
         { t: "log", record },
-        { t: "boot-error", message: "x" },
+        { t: "boot-error", message: "x", stack: null },
+        { t: "boot-error", message: "x", stack: "Error: x\n    at y" },
+        { t: "stopping", signal: "SIGTERM" },
+        { t: "bye", code: 3 },
       ]
     ) {
       assert.deepEqual(toWorkerMessage(message), message);
@@ -94,6 +97,9 @@ describe("toWorkerMessage", () => {
         { t: "nope" },
         { t: "hello", id: "1", pid: 2, token: "a" },
         { t: "log", record: { msg: 1 } },
+        { t: "boot-error", message: "x" },
+        { t: "stopping", signal: "SIGKILL" },
+        { t: "bye" },
       ]
     ) {
       assert.throws(() => toWorkerMessage(value), FrameError);

@@ -1,33 +1,15 @@
 /**
- * The control channel between master and workers: newline-delimited JSON
- * frames over a Unix socket, with a size cap, and the worker-side client
- * that batches frames under backpressure.
+ * Frames on the control channel: newline-delimited JSON, decoded with a
+ * size cap and checked against the shapes of {@linkcode WorkerMessage}.
  *
  * @module
  */
-import type { Connection, Runtime } from "./runtime/mod.ts";
-
-/** The largest frame accepted, newline included. */
-export const MAX_FRAME_BYTES = 1 << 20;
-
-/** A log record as it travels: `datetime` is milliseconds since the epoch. */
-export interface WireRecord {
-  msg: string;
-  args: unknown[];
-  datetime: number;
-  level: number;
-  levelName: string;
-  loggerName: string;
-}
-
-/** What a worker sends its master. */
-export type WorkerMessage =
-  | { t: "hello"; id: number; pid: number; token: string }
-  | { t: "hb" }
-  | { t: "ready" }
-  | { t: "log"; record: WireRecord }
-  | { t: "boot-error"; message: string }
-  | { t: "stopping"; signal: "SIGTERM" | "SIGINT" };
+import {
+  MAX_FRAME_BYTES,
+  type WireRecord,
+  type WorkerMessage,
+} from "./_protocol.ts";
+import type { Connection } from "./runtime/mod.ts";
 
 /** A frame that breaks the protocol; the connection is dropped. */
 export class FrameError extends Error {
@@ -137,7 +119,10 @@ function isWorkerMessage(value: unknown): value is WorkerMessage {
       return typeof v.id === "number" && typeof v.pid === "number" &&
         typeof v.token === "string";
     case "boot-error":
-      return typeof v.message === "string";
+      return typeof v.message === "string" &&
+        (typeof v.stack === "string" || v.stack === null);
+    case "bye":
+      return typeof v.code === "number";
     case "stopping":
       return v.signal === "SIGTERM" || v.signal === "SIGINT";
     default:
@@ -165,74 +150,7 @@ export async function readFrames(
   }
 }
 
-/**
- * The worker's end of the channel. {@linkcode send} never blocks: frames
- * queue while the socket is busy and go out together, so a worker logging
- * faster than the master reads is held in its own memory, not the master's.
- */
-export class ChannelClient {
-  #connection: Connection;
-  #queue: string[] = [];
-  #writing: Promise<void> | null = null;
-  #broken: unknown = null;
-  /** Resolves when the master end closes: the master is gone. */
-  readonly closed: Promise<void>;
-
-  private constructor(connection: Connection) {
-    this.#connection = connection;
-    this.closed = (async () => {
-      const reader = connection.readable.getReader();
-      try {
-        while (!(await reader.read()).done) {
-          // The master sends nothing yet; reading only detects end-of-file.
-        }
-      } catch (error) {
-        this.#broken = error;
-      }
-    })();
-  }
-
-  /** Connects to the master at `path` and introduces the worker. */
-  static async connect(
-    runtime: Runtime,
-    path: string,
-    hello: Extract<WorkerMessage, { t: "hello" }>,
-  ): Promise<ChannelClient> {
-    const client = new ChannelClient(await runtime.connectUnix(path));
-    client.send(hello);
-    return client;
-  }
-
-  /** Queues a message; it is written as soon as the socket takes it. */
-  send(message: WorkerMessage): void {
-    if (this.#broken !== null) return;
-    this.#queue.push(JSON.stringify(message) + "\n");
-    this.#writing ??= this.#drain();
-  }
-
-  /** Resolves once every queued frame was written (or the socket broke). */
-  async flush(): Promise<void> {
-    while (this.#writing) await this.#writing;
-  }
-
-  /** Closes the connection. */
-  close(): void {
-    this.#connection.close();
-  }
-
-  async #drain(): Promise<void> {
-    try {
-      while (this.#queue.length > 0) {
-        // One encode for the whole batch, not one per frame.
-        const frames = this.#queue.splice(0);
-        await this.#connection.write(encoder.encode(frames.join("")));
-      }
-    } catch (error) {
-      // The master is gone; `closed` reports it, so queued frames are moot.
-      this.#broken = error;
-      this.#queue = [];
-    } finally {
-      this.#writing = null;
-    }
-  }
+/** One message as the bytes of a frame. */
+export function encodeFrame(message: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(message) + "\n");
 }

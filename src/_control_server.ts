@@ -1,0 +1,191 @@
+/**
+ * The master's end of the control channel: a Unix socket in a private
+ * directory, which accepts connections, authenticates them by the token of
+ * a spawned child, decodes their frames and hands them on. Whatever a peer
+ * does (garbage, a flood of idle connections, a frame too large), it costs
+ * that peer its connection, never the master.
+ *
+ * @module
+ */
+import type { ChildHandle } from "./_child.ts";
+import { FrameError, readFrames, toWorkerMessage } from "./_frames.ts";
+import {
+  controlDirOwner,
+  controlDirPrefix,
+  controlSocketPath,
+  type WorkerMessage,
+} from "./_protocol.ts";
+import { describe } from "./errors.ts";
+import type { Logger } from "./types.ts";
+import type { Connection, Runtime, UnixListener } from "./runtime/mod.ts";
+
+/** Connections held open before their hello; past it the oldest is closed. */
+const MAX_UNAUTHENTICATED = 32;
+/** How long a new connection may take to say hello (it does so at once). */
+const HELLO_TIMEOUT = 2000;
+
+/** What the server reports to the pool. */
+export interface ControlEvents {
+  /** A frame from an authenticated child. */
+  message(child: ChildHandle, message: WorkerMessage): void;
+  /** A child's connection ended without its goodbye, or broke the protocol. */
+  lost(child: ChildHandle, cause: string): void;
+}
+
+/** The control socket of one pool. */
+export class ControlServer {
+  /** The private directory holding the socket. */
+  readonly dir: string;
+  /** The socket's path, given to every worker. */
+  readonly socketPath: string;
+  #runtime: Runtime;
+  #log: Logger;
+  #events: ControlEvents;
+  #listener: UnixListener;
+  #tokens = new Map<string, ChildHandle>();
+  #unauthenticated = new Set<Connection>();
+  #evicted = 0;
+
+  constructor(runtime: Runtime, log: Logger, events: ControlEvents) {
+    this.#runtime = runtime;
+    this.#log = log;
+    this.#events = events;
+    this.dir = runtime.makeTempDir(controlDirPrefix(runtime.pid));
+    this.socketPath = controlSocketPath(this.dir);
+    // The directory was created just now, private to this process: no
+    // stale socket file can be in it, nothing to unlink before listening.
+    this.#listener = runtime.listenUnix(
+      this.socketPath,
+      (connection) => this.#accept(connection),
+    );
+  }
+
+  /** Lets `child` connect with its token. */
+  admit(child: ChildHandle): void {
+    this.#tokens.set(child.token, child);
+  }
+
+  /** Its token no longer opens a connection. */
+  forget(child: ChildHandle): void {
+    this.#tokens.delete(child.token);
+  }
+
+  /** Stops listening and removes the directory. */
+  close(): void {
+    this.#listener.close();
+    this.#runtime.remove(this.dir);
+  }
+
+  #accept(connection: Connection): void {
+    // Over the cap, the oldest silent connection goes: a flood evicts
+    // itself, while a worker, which says hello at once, still gets in.
+    if (this.#unauthenticated.size >= MAX_UNAUTHENTICATED) {
+      if (this.#evicted++ === 0) {
+        this.#log.warn(
+          `too many control connections without a hello (${MAX_UNAUTHENTICATED}); closing the oldest`,
+        );
+      }
+      const [oldest] = this.#unauthenticated;
+      this.#unauthenticated.delete(oldest);
+      oldest.close();
+    }
+    this.#unauthenticated.add(connection);
+    let child: ChildHandle | null = null;
+    const settled = () => {
+      this.#unauthenticated.delete(connection);
+      if (this.#unauthenticated.size === 0 && this.#evicted > 0) {
+        this.#log.warn(
+          `closed ${this.#evicted} control connections that said no hello`,
+        );
+        this.#evicted = 0;
+      }
+    };
+    const hello = this.#runtime.setTimeout(() => {
+      if (!this.#unauthenticated.has(connection)) return;
+      this.#log.warn("dropped a control connection: no hello in time");
+      connection.close();
+    }, HELLO_TIMEOUT);
+    readFrames(connection, (frame) => {
+      const message = toWorkerMessage(frame);
+      if (child === null) {
+        child = this.#authenticate(message, connection);
+        this.#runtime.clearTimeout(hello);
+        settled();
+      }
+      this.#events.message(child, message);
+    }).then(
+      () => {
+        if (child !== null && !child.leaving) {
+          this.#events.lost(child, "closed its control connection");
+        }
+      },
+      (error) => {
+        if (child === null) {
+          this.#log.warn(
+            `dropped the control connection of an unauthenticated peer: ${
+              describe(error)
+            }`,
+          );
+        } else {
+          this.#events.lost(
+            child,
+            `broke the control protocol: ${describe(error)}`,
+          );
+        }
+      },
+    ).finally(() => {
+      settled();
+      this.#runtime.clearTimeout(hello);
+      connection.close();
+    });
+  }
+
+  #authenticate(message: WorkerMessage, connection: Connection): ChildHandle {
+    if (message.t !== "hello") {
+      throw new FrameError("Cannot accept connection: it did not say hello");
+    }
+    const child = this.#tokens.get(message.token);
+    if (
+      child === undefined || child.id !== message.id ||
+      !child.attach(connection)
+    ) {
+      throw new FrameError(
+        `Cannot accept connection: wrong token for worker ${message.id}`,
+      );
+    }
+    return child;
+  }
+}
+
+/**
+ * Removes the control directories of masters that are gone (killed with
+ * their workers, by a cgroup OOM kill say, nobody was left to clean up). A
+ * directory is stale when its owner's pid is not alive and nothing answers
+ * on its socket (a master in another pid namespace still answers).
+ */
+export async function removeStaleControlDirs(
+  runtime: Runtime,
+  log: Logger,
+): Promise<void> {
+  const base = runtime.tempDir();
+  for (const name of runtime.readDir(base)) {
+    const owner = controlDirOwner(name);
+    if (owner === null || owner === runtime.pid || runtime.isAlive(owner)) {
+      continue;
+    }
+    const dir = `${base}/${name}`;
+    try {
+      const connection = await runtime.connectUnix(controlSocketPath(dir));
+      connection.close();
+      continue; // Someone listens: not stale.
+    } catch {
+      // Refused or missing: nobody listens.
+    }
+    try {
+      runtime.remove(dir);
+      log.info(`removed ${dir}, left behind by master pid ${owner}`);
+    } catch (error) {
+      log.debug(`Cannot remove stale ${dir}: ${describe(error)}`);
+    }
+  }
+}

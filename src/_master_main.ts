@@ -1,0 +1,196 @@
+/**
+ * The master side of `Supervisor.main()`: the pidfile, the master's
+ * callbacks, its signals, the pool, the daemon's report, and the exit code.
+ * It mirrors `_worker_main.ts`, the worker side.
+ *
+ * @module
+ */
+import { type DaemonReport, reportToLauncher } from "./_daemon.ts";
+import type { ResolvedOptions } from "./_options.ts";
+import { Pidfile } from "./_pidfile.ts";
+import type { Pool } from "./_pool.ts";
+import { ExitCode } from "./_protocol.ts";
+import { flushStderr, writeStderr } from "./_stderr.ts";
+import { describe } from "./errors.ts";
+import { createLogger, stderrHandler } from "./logging.ts";
+import type { Runtime, SignalName } from "./runtime/mod.ts";
+import type {
+  LifecycleCallback,
+  Logger,
+  LogHandler,
+  PoolLogRecord,
+} from "./types.ts";
+
+/** What the `Supervisor` hands its master. */
+export interface MasterParts {
+  pool: Pool;
+  options: ResolvedOptions;
+  startCallbacks: readonly LifecycleCallback[];
+  shutdownCallbacks: readonly LifecycleCallback[];
+  pidfile: string | undefined;
+  /** Where to report to a daemon's launcher, in a daemon. */
+  launcher: string | undefined;
+}
+
+/**
+ * Signals an operator may send by habit (gunicorn's and systemd's) that
+ * have no meaning here yet: logged and ignored, never the default action
+ * (which would end the master without its cleanup, or stop it).
+ */
+const IGNORED_SIGNALS: readonly SignalName[] = [
+  "SIGHUP",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGTTIN",
+  "SIGTTOU",
+  "SIGWINCH",
+];
+
+/** Runs the master; resolves with the process's exit code. */
+export async function runMaster(
+  runtime: Runtime,
+  parts: MasterParts,
+): Promise<number> {
+  const { pool, options } = parts;
+  const emit = guardHandler(
+    options.logger ?? stderrHandler(options.logLevel),
+  );
+  const log = createLogger(
+    "workerpool.supervisor",
+    (r) => emit({ ...r, workerId: null, pid: runtime.pid }),
+  );
+  let pidfile: Pidfile | null = null;
+  let inStartCallbacks = false;
+  const stop = (signal: SignalName, as: "SIGTERM" | "SIGINT") => {
+    if (inStartCallbacks) {
+      // The callbacks cannot be aborted; a second signal gives up on them.
+      if (pool.stopping) {
+        log.critical(`${signal} again during the onStart callbacks; exiting`);
+        pidfile?.release();
+        runtime.exit(ExitCode.failure);
+      }
+      log.warn(
+        `${signal}: stopping once the onStart callbacks finish (signal again to exit now)`,
+      );
+    }
+    void pool.shutdown(as);
+  };
+  // Kept until the process exits: a signal during the shutdown callbacks
+  // must not kill the master by its default action.
+  const removers = [
+    runtime.onSignal("SIGTERM", () => stop("SIGTERM", "SIGTERM")),
+    runtime.onSignal("SIGINT", () => stop("SIGINT", "SIGINT")),
+    // QUIT is a graceful stop, as in gunicorn.
+    runtime.onSignal("SIGQUIT", () => stop("SIGQUIT", "SIGTERM")),
+    ...IGNORED_SIGNALS.map((signal) =>
+      runtime.onSignal(signal, () => {
+        const say = signal === "SIGWINCH" ? log.debug : log.info;
+        say(`${signal} ignored: it has no meaning to this version`);
+      })
+    ),
+  ];
+  let started = false;
+  let code: number;
+  try {
+    if (parts.pidfile !== undefined) {
+      pidfile = Pidfile.acquire(
+        runtime,
+        parts.pidfile,
+        runtime.pid,
+        (pid) => runtime.isAlive(pid),
+      );
+    }
+    // Stopped before it started (stop() before main()): nothing to run.
+    if (!pool.stopping) {
+      started = true;
+      inStartCallbacks = true;
+      for (const callback of parts.startCallbacks) await bootStep(callback);
+      inStartCallbacks = false;
+    }
+    await pool.start(runtime, emit);
+    if (parts.launcher !== undefined) {
+      await report(runtime, parts.launcher, pool);
+    }
+    await pool.stopped;
+    code = pool.exitCode;
+  } catch (error) {
+    inStartCallbacks = false;
+    const boot = error instanceof MasterBootError;
+    code = boot ? ExitCode.bootError : ExitCode.failure;
+    const cause = boot ? error.cause : error;
+    log.critical(`Cannot run the pool: ${describe(cause)}`);
+    if (parts.launcher !== undefined) {
+      await reportToLauncher(runtime, parts.launcher, {
+        ok: false,
+        error: describe(cause),
+      });
+    }
+    await pool.shutdown("SIGTERM", code);
+  }
+  if (started) code = await runShutdownCallbacks(parts, log, code);
+  await pool.dispose();
+  pidfile?.release();
+  await flushStderr();
+  for (const remove of removers) remove();
+  return code;
+}
+
+/** Tells the launcher once every worker is ready, or why they are not. */
+async function report(
+  runtime: Runtime,
+  launcher: string,
+  pool: Pool,
+): Promise<void> {
+  const outcome: DaemonReport = await pool.allReady.then(
+    () => ({ ok: true, pid: runtime.pid }),
+    (error) => ({ ok: false, error: describe(error) }),
+  );
+  await reportToLauncher(runtime, launcher, outcome);
+}
+
+async function runShutdownCallbacks(
+  parts: MasterParts,
+  log: Logger,
+  code: number,
+): Promise<number> {
+  for (const callback of parts.shutdownCallbacks) {
+    try {
+      await callback();
+    } catch (error) {
+      log.error(`onShutdown callback failed: ${describe(error)}`);
+      code ||= ExitCode.failure;
+    }
+  }
+  return code;
+}
+
+/** A master `onStart` callback failed. */
+class MasterBootError extends Error {
+  constructor(cause: unknown) {
+    super("onStart callback failed", { cause });
+    this.name = "MasterBootError";
+  }
+}
+
+async function bootStep(callback: LifecycleCallback): Promise<void> {
+  try {
+    await callback();
+  } catch (error) {
+    throw new MasterBootError(error);
+  }
+}
+
+function guardHandler(handler: LogHandler): (record: PoolLogRecord) => void {
+  return (record) => {
+    try {
+      handler.handle(record);
+    } catch (error) {
+      // A broken handler must not take the master down: report it on stderr.
+      writeStderr(
+        `workerpool: the logger failed on "${record.msg}": ${
+          describe(error)
+        }\n`,
+      );
+    }
+  };
+}

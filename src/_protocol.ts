@@ -1,0 +1,181 @@
+/**
+ * The contract between a master and its worker processes, in one place:
+ * the environment a worker starts with, the control directory and socket,
+ * the frames a worker sends, the sizes they are held to, and the exit codes.
+ * Both sides import it; nothing here is written twice.
+ *
+ * @module
+ */
+
+/** Exit codes of worker and master processes. */
+export const ExitCode = {
+  /** A graceful stop. */
+  ok: 0,
+  /** Anything else that failed. */
+  failure: 1,
+  /** A worker's `onStart` callbacks failed (or the pool halted on them). */
+  bootError: 3,
+} as const;
+
+/** The environment variables of a worker process. */
+export const WORKER_ENV = {
+  id: "WORKERPOOL_WORKER_ID",
+  socket: "WORKERPOOL_CONTROL_SOCKET",
+  token: "WORKERPOOL_TOKEN",
+  heartbeat: "WORKERPOOL_HEARTBEAT_INTERVAL",
+  graceful: "WORKERPOOL_GRACEFUL_TIMEOUT",
+  master: "WORKERPOOL_MASTER_PID",
+} as const;
+
+/** Set in a daemon's environment: where to report to its launcher. */
+export const DAEMON_ENV = "WORKERPOOL_DAEMON_NOTIFY";
+
+/** What a worker process learns from its environment. */
+export interface WorkerEnv {
+  id: number;
+  /** The master's control socket. */
+  socket: string;
+  /** The secret this process says hello with. */
+  token: string;
+  /** Milliseconds between heartbeats. */
+  heartbeatInterval: number;
+  /** How long an orphaned worker may take to shut down. */
+  gracefulTimeout: number;
+  /** The master's pid: its liveness, not the connection's, says it is gone. */
+  masterPid: number;
+}
+
+/** Heartbeats per `workerTimeout`: one late beat is not a death sentence. */
+const BEATS_PER_TIMEOUT = 5;
+
+/** The heartbeat interval for a `workerTimeout`. */
+export function heartbeatInterval(workerTimeout: number): number {
+  return Math.floor(workerTimeout / BEATS_PER_TIMEOUT);
+}
+
+/** The variables a worker is spawned with. */
+export function encodeWorkerEnv(env: WorkerEnv): Record<string, string> {
+  return {
+    [WORKER_ENV.id]: String(env.id),
+    [WORKER_ENV.socket]: env.socket,
+    [WORKER_ENV.token]: env.token,
+    [WORKER_ENV.heartbeat]: String(env.heartbeatInterval),
+    [WORKER_ENV.graceful]: String(env.gracefulTimeout),
+    [WORKER_ENV.master]: String(env.masterPid),
+  };
+}
+
+/**
+ * Reads and removes (so the worker's own children do not inherit them) the
+ * variables of a worker process; null in a master. Throws a `TypeError`
+ * naming the variable when one is missing or malformed.
+ */
+export function takeWorkerEnv(
+  env: { get(name: string): string | undefined; delete(name: string): void },
+): WorkerEnv | null {
+  if (env.get(WORKER_ENV.id) === undefined) return null;
+  const values = Object.fromEntries(
+    Object.entries(WORKER_ENV).map(([key, name]) => {
+      const value = env.get(name);
+      env.delete(name);
+      return [key, value];
+    }),
+  ) as Record<keyof typeof WORKER_ENV, string | undefined>;
+  const text = (key: keyof typeof WORKER_ENV) => {
+    const value = values[key];
+    if (value === undefined || value === "") {
+      throw new TypeError(
+        `Cannot start worker: ${WORKER_ENV[key]} is not set`,
+      );
+    }
+    return value;
+  };
+  const integer = (key: keyof typeof WORKER_ENV) => {
+    const value = Number(text(key));
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new TypeError(
+        `Cannot start worker: ${
+          WORKER_ENV[key]
+        } must be a non-negative integer, got ${JSON.stringify(values[key])}`,
+      );
+    }
+    return value;
+  };
+  return {
+    id: integer("id"),
+    socket: text("socket"),
+    token: text("token"),
+    heartbeatInterval: integer("heartbeat"),
+    gracefulTimeout: integer("graceful"),
+    masterPid: integer("master"),
+  };
+}
+
+/** Control directories are named `workerpool-<master pid>-<random>`. */
+const CONTROL_DIR_PREFIX = "workerpool-";
+/** The control socket's name inside its directory. */
+const CONTROL_SOCKET = "control.sock";
+
+/** The prefix of the control directory of the master with `pid`. */
+export function controlDirPrefix(pid: number): string {
+  return `${CONTROL_DIR_PREFIX}${pid}-`;
+}
+
+/** The control socket in control directory `dir`. */
+export function controlSocketPath(dir: string): string {
+  return `${dir.replace(/\/$/, "")}/${CONTROL_SOCKET}`;
+}
+
+/**
+ * The control directory holding control socket `socket`, or null when the
+ * path is not one a master made (never touch what is not ours).
+ */
+export function controlDirOf(socket: string): string | null {
+  const slash = socket.lastIndexOf("/");
+  const dir = socket.slice(0, slash);
+  if (socket.slice(slash + 1) !== CONTROL_SOCKET) return null;
+  return controlDirOwner(dir.slice(dir.lastIndexOf("/") + 1)) === null
+    ? null
+    : dir;
+}
+
+/** The master pid in a control directory's name, or null if not one. */
+export function controlDirOwner(name: string): number | null {
+  const match = /^workerpool-(\d+)-[^/]+$/.exec(name);
+  return match === null ? null : Number(match[1]);
+}
+
+/** The largest frame accepted, newline included. */
+export const MAX_FRAME_BYTES = 1 << 20;
+
+/**
+ * The largest log record a worker forwards whole, as JSON. Larger records
+ * are cut to this size and end with `[… N bytes cut]`.
+ */
+export const MAX_RECORD_BYTES = 256 * 1024;
+
+/** A log record as it travels: `datetime` is milliseconds since the epoch. */
+export interface WireRecord {
+  msg: string;
+  args: unknown[];
+  datetime: number;
+  level: number;
+  levelName: string;
+  loggerName: string;
+}
+
+/** What a worker sends its master, one JSON object per line. */
+export type WorkerMessage =
+  /** The first frame: who the connection is. */
+  | { t: "hello"; id: number; pid: number; token: string }
+  /** The worker's event loop runs. */
+  | { t: "hb" }
+  /** The `onStart` callbacks finished. */
+  | { t: "ready" }
+  | { t: "log"; record: WireRecord }
+  /** An `onStart` callback failed; the process exits with `bootError`. */
+  | { t: "boot-error"; message: string; stack: string | null }
+  /** The worker received a signal that did not come from its master. */
+  | { t: "stopping"; signal: "SIGTERM" | "SIGINT" }
+  /** The worker is about to exit: the connection's end is expected. */
+  | { t: "bye"; code: number };

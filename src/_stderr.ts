@@ -1,0 +1,43 @@
+/**
+ * The library's own lines on stderr (log records of the master, of a
+ * worker outside a pool), written without ever blocking the event loop: a
+ * terminal paused with Ctrl-S, or a pipe nobody reads, must not stall the
+ * master's loop, which would take every worker for hung. Lines wait in
+ * memory up to a bound; past it they are dropped and counted, and the count
+ * is printed once stderr takes lines again.
+ *
+ * @module
+ */
+import { BurstWriter } from "./_burst_writer.ts";
+import { currentRuntime } from "./runtime/mod.ts";
+
+/** Bytes that may wait for a stalled stderr before lines are dropped. */
+const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
+
+const encoder = new TextEncoder();
+let writer: BurstWriter | null = null;
+let dropped = 0;
+
+/** Writes `text` to stderr, never blocking; see the module doc. */
+export function writeStderr(text: string): void {
+  if (writer === null) {
+    const runtime = currentRuntime();
+    writer = new BurstWriter((data) => runtime.writeStderr(data));
+  }
+  if (writer.queued > MAX_QUEUED_BYTES) {
+    dropped++;
+    return;
+  }
+  if (dropped > 0 && writer.queued === 0) {
+    text =
+      `workerpool: ${dropped} lines dropped: stderr did not take them\n${text}`;
+    dropped = 0;
+  }
+  // Where stderr is gone (EPIPE), there is nowhere left to say so.
+  writer.write(encoder.encode(text)).catch(() => {});
+}
+
+/** Resolves once every line written so far reached stderr (or failed). */
+export function flushStderr(): Promise<void> {
+  return writer?.flush() ?? Promise.resolve();
+}

@@ -1,0 +1,229 @@
+/**
+ * The public types of workerpool, in one place.
+ *
+ * @module
+ */
+import type { LogLevels } from "./logging.ts";
+import type { WorkerBase } from "./worker.ts";
+
+export type { SignalName } from "./runtime/types.ts";
+
+/** A start or shutdown callback; may be sync or async. */
+export type LifecycleCallback = () => void | Promise<void>;
+
+/** A function creating the worker for an id. */
+export type WorkerFactory = (id: number) => WorkerBase;
+
+/** A `WorkerBase` subclass constructible from an id. */
+export type WorkerClass = new (id: number) => WorkerBase;
+
+/**
+ * Where a worker's stdout or stderr goes: the master's own stream
+ * (`"inherit"`), nowhere (`"null"`), a file path (appended to), or a
+ * `WritableStream` shared by all workers, written a whole line at a time.
+ */
+export type OutputTarget =
+  | "inherit"
+  | "null"
+  | string
+  | WritableStream<Uint8Array>;
+
+/** Options of `Supervisor`; times are in milliseconds. */
+export interface SupervisorOptions {
+  /**
+   * How many workers (ids `0..N-1`), or the ids themselves; at most 1024.
+   * @default {2}
+   */
+  workers?: number | Iterable<number>;
+  /**
+   * How often the pool is reconciled with the ids it should have.
+   * @default {1000}
+   */
+  checkInterval?: number;
+  /**
+   * A worker silent (no heartbeat) this long, once it connected, is killed
+   * and replaced.
+   * @default {15000}
+   */
+  workerTimeout?: number;
+  /**
+   * How long a new worker may take from its spawn until its `onStart`
+   * callbacks finished; one that takes longer is killed, and counts as a
+   * boot error.
+   * @default {60000}
+   */
+  readyTimeout?: number;
+  /**
+   * How long a stopping worker may take before it is killed with SIGKILL.
+   * @default {30000}
+   */
+  gracefulTimeout?: number;
+  /**
+   * A worker that dies younger than this restarts with exponential backoff.
+   * @default {1000}
+   */
+  minUptime?: number;
+  /**
+   * The cap of the restart backoff.
+   * @default {10000}
+   */
+  maxRestartDelay?: number;
+  /**
+   * Boot errors in a row (one worker id) that halt the pool with exit code 3.
+   * @default {5}
+   */
+  maxBootErrors?: number;
+  /**
+   * Where workers' stdout goes.
+   * @default {"inherit"}
+   */
+  stdout?: OutputTarget;
+  /**
+   * Where workers' stderr goes.
+   * @default {"inherit"}
+   */
+  stderr?: OutputTarget;
+  /**
+   * Receives every log record, the master's and the workers'. By default
+   * records from `logLevel` up are printed on stderr.
+   */
+  logger?: LogHandler;
+  /**
+   * The threshold of the default stderr handler (ignored with `logger`).
+   * @default {"INFO"}
+   */
+  logLevel?: LevelName;
+}
+
+/** Options of `Supervisor.main`. */
+export interface MainOptions {
+  /** A pidfile to hold while the master runs. */
+  pidfile?: string;
+  /**
+   * Re-start detached, in a new session; the launching process exits 0
+   * once every worker is ready, or 1 with the reason the daemon failed.
+   * The daemon's stdout and stderr go to a log file beside the pidfile
+   * (`app.pid` → `app.log`), or `workerpool.log` without a pidfile.
+   * @default {false}
+   */
+  daemonize?: boolean;
+}
+
+/** What a worker looks like from outside, in `Supervisor.pool`. */
+export interface WorkerInfo {
+  /** The logical worker id. */
+  readonly id: number;
+  /** The current process, or null while it is being restarted. */
+  readonly pid: number | null;
+  /**
+   * `starting` until its start callbacks finished, `ready` after,
+   * `stopping` once signalled, `restarting` while it waits for a new
+   * process, `stopped` when the pool is not running (before it started,
+   * after it stopped).
+   */
+  readonly state: "starting" | "ready" | "stopping" | "restarting" | "stopped";
+  /** How many times this id's process was replaced. */
+  readonly restarts: number;
+  /** Milliseconds since the current process was spawned (0 without one). */
+  readonly uptime: number;
+}
+
+/** The name of a log level. */
+export type LevelName = keyof typeof LogLevels;
+
+/** A log record with the fields of `@std/log`'s `LogRecord`. */
+export interface LogRecord {
+  /** The message. */
+  readonly msg: string;
+  /** The extra arguments passed after the message. */
+  readonly args: unknown[];
+  /** When the record was made (in the process that logged it). */
+  readonly datetime: Date;
+  /** The numeric level, see `LogLevels`. */
+  readonly level: number;
+  /** The level's name: `"INFO"`, `"WARN"`… */
+  readonly levelName: string;
+  /** The logger's name: `"default"` for workers' own records. */
+  readonly loggerName: string;
+}
+
+/** A record as the supervisor emits it: who logged it. */
+export interface PoolLogRecord extends LogRecord {
+  /** The worker id, or null for the master's own records. */
+  readonly workerId: number | null;
+  /** The pid of the process that logged it. */
+  readonly pid: number;
+}
+
+/** What a worker logs through (`WorkerBase.logger`). */
+export interface Logger {
+  /** Logs at DEBUG. */
+  debug(msg: string, ...args: unknown[]): void;
+  /** Logs at INFO. */
+  info(msg: string, ...args: unknown[]): void;
+  /** Logs at WARN. */
+  warn(msg: string, ...args: unknown[]): void;
+  /** Logs at ERROR. */
+  error(msg: string, ...args: unknown[]): void;
+  /** Logs at CRITICAL. */
+  critical(msg: string, ...args: unknown[]): void;
+}
+
+/**
+ * Where the supervisor sends records, its own and its workers'. To use an
+ * `@std/log` handler, wrap it: `{ handle: (r) => handler.handle(new
+ * LogRecord({ msg: r.msg, args: r.args, level: r.level, loggerName:
+ * r.loggerName })) }` (the README shows it whole).
+ */
+export interface LogHandler {
+  /** Takes one record; it must not throw. */
+  handle(record: PoolLogRecord): void;
+}
+
+/** Options of `serve`. */
+export interface ServeOptions {
+  /**
+   * The TCP port.
+   * @default {8080}
+   */
+  port?: number;
+  /**
+   * The address to bind; use `"0.0.0.0"` to accept other hosts.
+   * @default {"127.0.0.1"}
+   */
+  hostname?: string;
+  /**
+   * Share the port with other processes; the kernel balances connections
+   * (on Linux).
+   * @default {true}
+   */
+  reusePort?: boolean;
+  /** Aborting it shuts the server down gracefully. */
+  signal?: AbortSignal;
+  /**
+   * Called when the handler throws (or rejects); its response, if it
+   * returns one, is sent instead of the default: a plain `500 Internal
+   * Server Error` that shows nothing of the error. By default the error is
+   * logged through the worker's logger.
+   */
+  onError?: (
+    error: unknown,
+    request: Request,
+  ) => Response | void | Promise<Response | void>;
+}
+
+/** A running server. */
+export interface HttpServer {
+  /** The bound port. */
+  readonly port: number;
+  /** The bound address. */
+  readonly hostname: string;
+  /**
+   * Stops accepting connections and resolves once in-flight requests are
+   * answered. Idempotent.
+   */
+  shutdown(): Promise<void>;
+}
+
+/** A request handler. */
+export type Handler = (request: Request) => Response | Promise<Response>;
