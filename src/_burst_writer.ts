@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { concat } from "./_bytes.ts";
 
 /** Writes bytes in bursts through an async `write`. */
 export class BurstWriter {
@@ -52,7 +53,7 @@ export class BurstWriter {
       this.#next = Promise.withResolvers<void>();
       this.#next.promise.catch(() => {});
       try {
-        await this.#write(chunks.length === 1 ? chunks[0] : concat(chunks));
+        await this.#write(concat(chunks));
         burst.resolve();
       } catch (error) {
         burst.reject(error);
@@ -60,16 +61,4 @@ export class BurstWriter {
     }
     this.#flight = null;
   }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }

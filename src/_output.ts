@@ -1,34 +1,41 @@
 /**
  * Routing of workers' stdout and stderr: inherited, discarded, appended to a
- * file, or written to a `WritableStream`, a whole line at a time so the
- * output of different workers never interleaves inside a line.
+ * file, or written to a `WritableStream`. Piped output is written a whole
+ * line at a time, so the lines of different workers never mix: a line
+ * longer than {@linkcode MAX_LINE_BYTES} is cut there and ends with
+ * `[… N bytes cut]`, and a last line without a newline gets one.
  *
  * @module
  */
+import { concat } from "./_bytes.ts";
 import { absolute } from "./_path.ts";
-import type { OutputTarget } from "./types.ts";
+import { BurstWriter } from "./_burst_writer.ts";
+import { describe } from "./errors.ts";
 import type { FileSystem, StdioMode } from "./runtime/mod.ts";
+import type { OutputTarget } from "./types.ts";
 
-/** A line longer than this is written in pieces. */
-const MAX_LINE_BYTES = 64 * 1024;
+/** The longest line written whole; longer ones are cut with a marker. */
+export const MAX_LINE_BYTES = 64 * 1024;
 
 /** A destination shared by several workers' streams; writes stay in order. */
 interface Sink {
-  write(bytes: Uint8Array): Promise<void>;
+  readonly writer: BurstWriter;
   close(): Promise<void>;
 }
 
+type Stream = "stdout" | "stderr";
+
 /** The master's stdout/stderr routing for every worker of a pool. */
 export class Outputs {
-  #sinks: { stdout: Sink | null; stderr: Sink | null };
-  #modes: { stdout: StdioMode; stderr: StdioMode };
+  #sinks: Record<Stream, Sink | null>;
+  #modes: Record<Stream, StdioMode>;
   #pumps = new Set<Promise<void>>();
   #readers = new Set<ReadableStreamDefaultReader<Uint8Array>>();
   #onError: (error: unknown) => void;
 
   private constructor(
-    sinks: { stdout: Sink | null; stderr: Sink | null },
-    modes: { stdout: StdioMode; stderr: StdioMode },
+    sinks: Record<Stream, Sink | null>,
+    modes: Record<Stream, StdioMode>,
     onError: (error: unknown) => void,
   ) {
     this.#sinks = sinks;
@@ -36,7 +43,10 @@ export class Outputs {
     this.#onError = onError;
   }
 
-  /** Opens the files or streams named by the two targets. */
+  /**
+   * Opens the files or streams named by the two targets; a file that
+   * cannot be opened is an error naming the option and the path.
+   */
   static async open(
     files: FileSystem,
     stdout: OutputTarget,
@@ -44,44 +54,57 @@ export class Outputs {
     onError: (error: unknown) => void,
   ): Promise<Outputs> {
     const opened = new Map<string, Promise<Sink>>();
-    const sinkFor = (target: OutputTarget): Promise<Sink> | null => {
+    const sinkFor = (name: Stream, target: OutputTarget) => {
       if (target === "inherit" || target === "null") return null;
       if (target instanceof WritableStream) {
         return Promise.resolve(streamSink(target));
       }
       // stdout and stderr sent to one file share one handle.
       const path = absolute(files.cwd(), target);
-      if (!opened.has(path)) opened.set(path, fileSink(files, path));
+      if (!opened.has(path)) opened.set(path, fileSink(files, name, path));
       return opened.get(path)!;
     };
-    const [out, err] = await Promise.all([sinkFor(stdout), sinkFor(stderr)]);
+    const [out, err] = await Promise.allSettled([
+      sinkFor("stdout", stdout),
+      sinkFor("stderr", stderr),
+    ]);
+    const sinks = { stdout: value(out), stderr: value(err) };
+    const failed = [out, err].find((r) => r.status === "rejected");
+    if (failed !== undefined) {
+      for (const sink of new Set([sinks.stdout, sinks.stderr])) {
+        await sink?.close();
+      }
+      throw (failed as PromiseRejectedResult).reason;
+    }
     const mode = (target: OutputTarget, sink: Sink | null): StdioMode =>
       sink !== null ? "piped" : target === "null" ? "null" : "inherit";
     return new Outputs(
-      { stdout: out, stderr: err },
-      { stdout: mode(stdout, out), stderr: mode(stderr, err) },
+      sinks,
+      {
+        stdout: mode(stdout, sinks.stdout),
+        stderr: mode(stderr, sinks.stderr),
+      },
       onError,
     );
   }
 
   /** How a new worker's stream is to be spawned. */
-  mode(stream: "stdout" | "stderr"): StdioMode {
+  mode(stream: Stream): StdioMode {
     return this.#modes[stream];
   }
 
   /** Copies a worker's piped stream to its sink until end-of-file. */
-  pump(
-    stream: "stdout" | "stderr",
-    readable: ReadableStream<Uint8Array> | null,
-  ): void {
+  pump(stream: Stream, readable: ReadableStream<Uint8Array> | null): void {
     const sink = this.#sinks[stream];
     if (readable === null || sink === null) return;
     const reader = readable.getReader();
     this.#readers.add(reader);
-    const pump = copyLines(reader, sink).catch(this.#onError).finally(() => {
-      this.#readers.delete(reader);
-      this.#pumps.delete(pump);
-    });
+    const pump = copyLines(reader, sink.writer).catch(this.#onError).finally(
+      () => {
+        this.#readers.delete(reader);
+        this.#pumps.delete(pump);
+      },
+    );
     this.#pumps.add(pump);
   }
 
@@ -113,66 +136,123 @@ export class Outputs {
   }
 }
 
+function value<T>(result: PromiseSettledResult<T>): T | null {
+  return result.status === "fulfilled" ? result.value : null;
+}
+
 async function copyLines(
   reader: ReadableStreamDefaultReader<Uint8Array>,
-  sink: Sink,
+  writer: BurstWriter,
 ): Promise<void> {
-  let carry: Uint8Array | null = null;
+  const lines = new LineSplitter();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    const data: Uint8Array = carry === null ? value : join(carry, value);
-    const cut = data.lastIndexOf(0x0a) + 1;
-    if (cut === 0 && data.length < MAX_LINE_BYTES) {
-      carry = data;
-      continue;
-    }
-    const end = cut === 0 ? data.length : cut;
+    const whole = lines.push(value);
     // Awaiting the write before reading on is the backpressure: a worker
     // flooding its output blocks on a full pipe instead of filling our memory.
-    await sink.write(data.subarray(0, end));
-    carry = end < data.length ? data.slice(end) : null;
+    if (whole !== null) await writer.write(whole);
   }
-  if (carry !== null) await sink.write(carry);
+  const last = lines.end();
+  if (last !== null) await writer.write(last);
 }
 
-function join(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
+const NEWLINE = 0x0a;
+const encoder = new TextEncoder();
+
+/**
+ * Turns chunks into runs of whole lines. At most {@linkcode MAX_LINE_BYTES}
+ * of a line are kept; the rest is counted and dropped.
+ */
+export class LineSplitter {
+  #parts: Uint8Array[] = [];
+  #kept = 0;
+  #cut = 0;
+
+  /** The whole lines that `chunk` completes, or null. */
+  push(chunk: Uint8Array): Uint8Array | null {
+    const out: Uint8Array[] = [];
+    let start = 0;
+    for (;;) {
+      const newline = chunk.indexOf(NEWLINE, start);
+      if (newline === -1) break;
+      this.#append(chunk.subarray(start, newline));
+      out.push(...this.#takeLine());
+      start = newline + 1;
+    }
+    // Kept beyond this call: a copy, not a view of a buffer that may be reused.
+    if (start < chunk.length) this.#append(chunk.slice(start));
+    return out.length === 0 ? null : concat(out);
+  }
+
+  /** The unterminated last line, ended with a newline, or null. */
+  end(): Uint8Array | null {
+    if (this.#kept === 0 && this.#cut === 0) return null;
+    return concat(this.#takeLine());
+  }
+
+  #append(bytes: Uint8Array): void {
+    const room = MAX_LINE_BYTES - this.#kept;
+    if (bytes.length <= room) {
+      if (bytes.length > 0) this.#parts.push(bytes);
+      this.#kept += bytes.length;
+      return;
+    }
+    // Never cut inside a UTF-8 sequence: back up to its first byte.
+    let keep = room;
+    while (keep > 0 && (bytes[keep] & 0xc0) === 0x80) keep--;
+    if (keep > 0) this.#parts.push(bytes.subarray(0, keep));
+    this.#kept = MAX_LINE_BYTES;
+    this.#cut += bytes.length - keep;
+  }
+
+  #takeLine(): Uint8Array[] {
+    const parts = this.#parts;
+    const tail = this.#cut > 0 ? ` [… ${this.#cut} bytes cut]\n` : "\n";
+    parts.push(encoder.encode(tail));
+    this.#parts = [];
+    this.#kept = 0;
+    this.#cut = 0;
+    return parts;
+  }
 }
 
-/** Serialises writes from several pumps onto one destination. */
-function orderedSink(
-  write: (bytes: Uint8Array) => Promise<unknown>,
-  close: () => Promise<void>,
-): Sink {
-  let tail: Promise<unknown> = Promise.resolve();
+async function fileSink(
+  files: FileSystem,
+  name: Stream,
+  path: string,
+): Promise<Sink> {
+  let file;
+  try {
+    file = await files.openAppend(path);
+  } catch (error) {
+    throw new Error(
+      `Cannot open the ${name} file ${path}: ${describe(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  const writer = new BurstWriter((bytes) => file.write(bytes));
   return {
-    write(bytes) {
-      const next = tail.then(() => write(bytes));
-      // The caller of write() gets the error; the chain only keeps order.
-      tail = next.catch(() => {});
-      return next.then(() => {});
-    },
+    writer,
     async close() {
-      await tail;
-      await close();
+      await writer.flush();
+      await file.close();
     },
   };
 }
 
-async function fileSink(files: FileSystem, path: string): Promise<Sink> {
-  const file = await files.openAppend(path);
-  return orderedSink((bytes) => file.write(bytes), () => file.close());
-}
-
 function streamSink(stream: WritableStream<Uint8Array>): Sink {
-  const writer = stream.getWriter();
-  // The stream is the caller's: release it, never close it.
-  return orderedSink((bytes) => writer.write(bytes), async () => {
-    await writer.ready;
-    writer.releaseLock();
-  });
+  const target = stream.getWriter();
+  const writer = new BurstWriter((bytes) => target.write(bytes));
+  return {
+    writer,
+    // The stream is the caller's: release it, never close it.
+    async close() {
+      await writer.flush();
+      await target.ready;
+      target.releaseLock();
+    },
+  };
 }

@@ -39,20 +39,26 @@ export interface Master {
  * Starts `script` as `deno run -A` (or `denoFlags`) or `bun`, whichever runs
  * the tests, with `env` added and a unique WORKERPOOL_TEST_TAG so its whole
  * process tree can be found later. `detached` gives it a session and process
- * group of its own, as a shell gives a foreground job.
+ * group of its own, as a shell gives a foreground job; `fileLimit` lowers
+ * its open-file limit (`ulimit -n`).
  */
 export function startScript(
   script: string,
   env: Record<string, string> = {},
-  options: { denoFlags?: string[]; detached?: boolean } = {},
+  options: { denoFlags?: string[]; detached?: boolean; fileLimit?: number } =
+    {},
 ): Master {
-  const { denoFlags = ["-A"], detached = false } = options;
+  const { denoFlags = ["-A"], detached = false, fileLimit } = options;
   const tag = `t${crypto.randomUUID()}`;
-  const runArgs = detectRuntime() === "deno"
-    ? ["run", ...denoFlags, script]
-    : [script];
-  const child = runtime.spawn(process.execPath, {
-    args: runArgs,
+  let argv = detectRuntime() === "deno"
+    ? [process.execPath, "run", ...denoFlags, script]
+    : [process.execPath, script];
+  if (fileLimit !== undefined) {
+    // The shell sets the open-file limit and execs: the pid stays the script's.
+    argv = ["sh", "-c", `ulimit -n ${fileLimit} && exec "$@"`, "sh", ...argv];
+  }
+  const child = runtime.spawn(argv[0], {
+    args: argv.slice(1),
     env: { ...env, WORKERPOOL_TEST_TAG: tag },
     stdin: "null",
     stdout: "piped",

@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { formatRecord, LogLevels } from "../../mod.ts";
 import { createLogger, toJsonSafe } from "../../src/logging.ts";
 import type { LogRecord } from "../../src/types.ts";
+import { MAX_RECORD_BYTES } from "../../src/_protocol.ts";
+import { toWire } from "../../src/_worker_main.ts";
 
 describe("logging", () => {
   test("records have @std/log's LogRecord fields", () => {
@@ -66,5 +68,47 @@ describe("logging", () => {
     assert.equal(loop, "[object Object]");
     assert.deepEqual(plain, { a: [1] });
     JSON.stringify([error, big, loop, plain]);
+  });
+});
+
+describe("records on the wire", () => {
+  const record = (msg: string, ...args: unknown[]) => ({
+    msg,
+    args,
+    datetime: new Date(5),
+    level: 20,
+    levelName: "INFO",
+    loggerName: "default",
+  });
+
+  test("an ordinary record travels as it is", () => {
+    assert.deepEqual(toWire(record("hi", { a: 1 }, "x")), {
+      msg: "hi",
+      args: [{ a: 1 }, "x"],
+      datetime: 5,
+      level: 20,
+      levelName: "INFO",
+      loggerName: "default",
+    });
+  });
+
+  test("a record of any size fits one frame, cut with a visible marker", () => {
+    for (const payload of ["y", "é", "\u0001", "☃"]) {
+      const huge = record("huge", payload.repeat(1_100_000));
+      const wire = toWire(huge);
+      const frame = new TextEncoder().encode(JSON.stringify(wire));
+      assert.ok(frame.length <= MAX_RECORD_BYTES, `${frame.length} bytes`);
+      assert.ok(frame.length > MAX_RECORD_BYTES / 2, "not cut too short");
+      assert.deepEqual(wire.args, []);
+      assert.ok(wire.msg.startsWith(`huge ${payload}`));
+      const cut = Number(/ \[… (\d+) bytes cut\]$/.exec(wire.msg)?.[1]);
+      const whole = new TextEncoder().encode(
+        `huge ${payload.repeat(1_100_000)}`,
+      ).length;
+      const kept = new TextEncoder().encode(
+        wire.msg.slice(0, wire.msg.lastIndexOf(" [… ")),
+      ).length;
+      assert.equal(kept + cut, whole, "the marker counts every byte cut");
+    }
   });
 });

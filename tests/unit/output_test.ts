@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Outputs } from "../../src/_output.ts";
+import { BurstWriter } from "../../src/_burst_writer.ts";
+import { LineSplitter, MAX_LINE_BYTES, Outputs } from "../../src/_output.ts";
 import { runtime } from "../_helpers.ts";
 
 const encoder = new TextEncoder();
@@ -36,6 +37,7 @@ describe("Outputs with a WritableStream", () => {
     await outputs.close();
     const lines = written.join("").split("\n");
     assert.deepEqual(lines.sort(), [
+      "",
       "a1 a2",
       "a3",
       "a4 no newline",
@@ -44,7 +46,7 @@ describe("Outputs with a WritableStream", () => {
     ]);
     for (const chunk of written) {
       assert.ok(
-        chunk.endsWith("\n") || chunk === "a4 no newline",
+        chunk.endsWith("\n"),
         `no chunk ends inside a line: ${JSON.stringify(chunk)}`,
       );
     }
@@ -76,5 +78,79 @@ describe("Outputs with a WritableStream", () => {
     gate.resolve();
     await outputs.drain(60_000);
     assert.equal(writes, 100);
+  });
+});
+
+describe("LineSplitter", () => {
+  const text = (bytes: Uint8Array | null) =>
+    bytes === null ? null : new TextDecoder().decode(bytes);
+
+  test("keeps lines whole across chunks and ends an unterminated last line", () => {
+    const lines = new LineSplitter();
+    assert.equal(text(lines.push(encoder.encode("a1 a"))), null);
+    assert.equal(text(lines.push(encoder.encode("2\nb1\nb"))), "a1 a2\nb1\n");
+    assert.equal(text(lines.push(encoder.encode("2"))), null);
+    assert.equal(text(lines.end()), "b2\n");
+    assert.equal(lines.end(), null);
+  });
+
+  test("cuts a line longer than 64 KiB there, with the count of bytes cut", () => {
+    const lines = new LineSplitter();
+    const long = "y".repeat(MAX_LINE_BYTES + 1000);
+    const out: string[] = [];
+    for (let i = 0; i < long.length; i += 7000) {
+      const piece = text(lines.push(encoder.encode(long.slice(i, i + 7000))));
+      if (piece !== null) out.push(piece);
+    }
+    assert.equal(out.length, 0, "nothing before the line ends");
+    out.push(text(lines.push(encoder.encode("\nnext\n")))!);
+    assert.equal(
+      out.join(""),
+      `${"y".repeat(MAX_LINE_BYTES)} [… 1000 bytes cut]\nnext\n`,
+    );
+  });
+
+  test("never cuts inside a UTF-8 character", () => {
+    const lines = new LineSplitter();
+    const line = "a" + "é".repeat(MAX_LINE_BYTES); // 2 bytes each
+    const out = text(lines.push(encoder.encode(line + "\n")))!;
+    assert.ok(!out.includes("\ufffd"), "no broken character");
+    const kept = out.slice(0, out.indexOf(" [… "));
+    assert.equal(encoder.encode(kept).length, MAX_LINE_BYTES - 1);
+    assert.match(out, / \[… 65538 bytes cut\]\n$/);
+  });
+});
+
+describe("BurstWriter", () => {
+  test("writes at once when idle, and joins what arrives while it writes", async () => {
+    const writes: string[] = [];
+    let release = Promise.withResolvers<void>();
+    const writer = new BurstWriter(async (data) => {
+      writes.push(new TextDecoder().decode(data));
+      await release.promise;
+    });
+    const first = writer.write(encoder.encode("a\n"));
+    assert.deepEqual(writes, ["a\n"], "no waiting for a buffer to fill");
+    const second = writer.write(encoder.encode("b\n"));
+    const third = writer.write(encoder.encode("c\n"));
+    assert.equal(writer.queued, 4);
+    const gate = release;
+    release = Promise.withResolvers<void>();
+    release.resolve();
+    gate.resolve();
+    await Promise.all([first, second, third]);
+    assert.deepEqual(writes, ["a\n", "b\nc\n"]);
+  });
+
+  test("rejects the writes of a failed burst, and writes on after it", async () => {
+    let fail = true;
+    const writer = new BurstWriter((data) => {
+      if (fail) return Promise.reject(new Error("disk full"));
+      return Promise.resolve(void data);
+    });
+    await assert.rejects(writer.write(encoder.encode("x")), /disk full/);
+    fail = false;
+    await writer.write(encoder.encode("y"));
+    await writer.flush();
   });
 });

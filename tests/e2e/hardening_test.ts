@@ -1,0 +1,360 @@
+// End to end: what an operator or a misbehaving worker does to a running
+// pool (a huge log record, signals sent by habit, a paused master, a worker
+// stopped from outside, long lines, a crowd of idle connections) and the
+// pool staying whole through it.
+import process from "node:process";
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, Socket } from "node:net";
+import { join } from "node:path";
+import {
+  cleanup,
+  fixture,
+  freePort,
+  getWhenUp,
+  type Master,
+  readEvents,
+  runtime,
+  startScript,
+  testDir,
+  waitAllGone,
+  waitFor,
+} from "../_helpers.ts";
+
+const dir = testDir();
+const pool = fixture("pool.ts");
+
+/** The pid answering for worker `id` on `port` (not `not`). */
+function pidOf(port: number, id: number, not?: number): Promise<number> {
+  return waitFor(`worker ${id} to answer`, async () => {
+    const [seen, pid] = (await getWhenUp(port)).split(" ").map(Number);
+    return seen === id && pid !== not ? pid : undefined;
+  });
+}
+
+/** Every worker id seen answering, with its pid, until `ids` were seen. */
+async function answering(port: number, ids: number) {
+  const seen = new Map<number, number>();
+  await waitFor(`${ids} workers to answer`, async () => {
+    const [id, pid] = (await getWhenUp(port)).split(" ").map(Number);
+    seen.set(id, pid);
+    return seen.size >= ids;
+  });
+  return seen;
+}
+
+async function stopAndCheck(master: Master): Promise<void> {
+  master.kill("SIGTERM");
+  assert.equal((await master.exited).code, 0, master.output());
+  await waitAllGone(master.tag);
+}
+
+/** The control socket a worker was started with (its initial environment). */
+function controlSocketOf(pid: number): string {
+  const environ = readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
+  const name = "WORKERPOOL_CONTROL_SOCKET=";
+  return environ.find((v) => v.startsWith(name))!.slice(name.length);
+}
+
+describe("a log record of any size", () => {
+  test("reaches the master cut with a marker, and the pool stays whole", async () => {
+    const port = await freePort();
+    const logFile = join(dir, "huge.jsonl");
+    const master = startScript(pool, {
+      FIXTURE_BEHAVIOUR: "huge-log",
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+      FIXTURE_LOG_FILE: logFile,
+    });
+    try {
+      const records = () =>
+        existsSync(logFile)
+          ? readFileSync(logFile, "utf8").split("\n").filter(Boolean).map(
+            (line) => JSON.parse(line),
+          )
+          : [];
+      await waitFor(
+        "both workers' record after the huge one",
+        () => records().filter((r) => r.msg === "after huge").length === 2,
+      );
+      const huge = records().filter((r) => r.msg.startsWith("huge y"));
+      assert.equal(huge.length, 2);
+      assert.match(huge[0].msg, / \[… \d+ bytes cut\]$/);
+      assert.doesNotMatch(master.output(), /larger than|lost its control/);
+      // Later replacements of any id still reach the master.
+      const before = await answering(port, 2);
+      const socket = controlSocketOf(before.get(0)!);
+      for (const id of [0, 1]) {
+        runtime.kill(before.get(id)!, "SIGKILL");
+        await pidOf(port, id, before.get(id));
+      }
+      assert.ok(existsSync(socket));
+      await stopAndCheck(master);
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
+describe("signals an operator sends by habit", () => {
+  test("HUP, USR1, USR2, TTIN, TTOU, WINCH are ignored; QUIT stops gracefully", async () => {
+    const port = await freePort();
+    const pidfile = join(dir, "habit.pid");
+    const events = join(dir, "habit.events");
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+      FIXTURE_PIDFILE: pidfile,
+      FIXTURE_EVENTS: events,
+    });
+    try {
+      const before = await answering(port, 2);
+      const signals = [
+        "SIGHUP",
+        "SIGUSR1",
+        "SIGUSR2",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGWINCH",
+      ] as const;
+      for (const signal of signals) {
+        assert.ok(master.kill(signal));
+        if (signal !== "SIGWINCH") {
+          await waitFor(
+            `${signal} in the log`,
+            () => master.output().includes(`${signal} ignored`),
+          );
+        }
+      }
+      // Still running, not stopped (TTIN/TTOU stop a process by default),
+      // with the same workers.
+      const stat = readFileSync(`/proc/${master.pid}/stat`, "utf8");
+      assert.notEqual(stat.slice(stat.lastIndexOf(")") + 2)[0], "T");
+      assert.deepEqual(await answering(port, 2), before);
+      master.kill("SIGQUIT");
+      assert.equal((await master.exited).code, 0, master.output());
+      await waitAllGone(master.tag);
+      assert.equal(existsSync(pidfile), false, "the pidfile is gone");
+      assert.equal(readEvents(events).at(-1)?.split(" ")[1], "shutdown");
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
+describe("a paused master", () => {
+  test("judges no worker for the time it stood still", async () => {
+    const port = await freePort();
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+      FIXTURE_WORKERTIMEOUT: "1000",
+    });
+    try {
+      const before = await answering(port, 2);
+      master.kill("SIGSTOP");
+      // Three workerTimeouts of the workers beating into a paused master.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      master.kill("SIGCONT");
+      // Let it run past another workerTimeout; then nothing was killed.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.deepEqual(await answering(port, 2), before);
+      assert.doesNotMatch(master.output(), /killing it|killed by|exited/);
+      await stopAndCheck(master);
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
+describe("a worker stopped from outside", () => {
+  test("whose onShutdown hangs is killed after gracefulTimeout and replaced", async () => {
+    const port = await freePort();
+    const events = join(dir, "outside.events");
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "1",
+      FIXTURE_BEHAVIOUR: "shutdown-hang",
+      FIXTURE_GRACEFULTIMEOUT: "500",
+      FIXTURE_EVENTS: events,
+    });
+    try {
+      const stuck = await pidOf(port, 0);
+      runtime.kill(stuck, "SIGTERM"); // a shell's kill, not the master's
+      await waitFor(
+        "its onShutdown to hang",
+        () => readEvents(events).some((e) => e.includes("shutdown-hang")),
+      );
+      const replacement = await pidOf(port, 0, stuck);
+      assert.notEqual(replacement, stuck);
+      assert.equal(runtime.isAlive(stuck), false);
+      assert.match(
+        master.output(),
+        new RegExp(
+          `pid ${stuck}\\) still running after gracefulTimeout 500 ms; sent SIGKILL`,
+        ),
+      );
+      // The replacement's own shutdown hangs too: the master's stop is
+      // bounded the same way.
+      master.kill("SIGTERM");
+      assert.equal((await master.exited).code, 0);
+      await waitAllGone(master.tag);
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
+describe("worker output to files", () => {
+  test("is on disk at once, not when a buffer fills", async () => {
+    const stdout = join(dir, "prompt.log");
+    const events = join(dir, "prompt.events");
+    const master = startScript(pool, {
+      FIXTURE_BEHAVIOUR: "print-once",
+      FIXTURE_WORKERS: "1",
+      FIXTURE_STDOUT: stdout,
+      FIXTURE_EVENTS: events,
+    });
+    try {
+      await waitFor(
+        "the worker to print",
+        () => readEvents(events).some((e) => e.includes("printed")),
+      );
+      // The worker keeps running; its one short line must not wait.
+      await waitFor(
+        "the line on disk",
+        () =>
+          existsSync(stdout) &&
+          readFileSync(stdout, "utf8") === "printed by 0\n",
+        10_000,
+      );
+      master.kill("SIGKILL");
+      await master.exited;
+      assert.equal(readFileSync(stdout, "utf8"), "printed by 0\n");
+      await waitAllGone(master.tag);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("keeps long lines whole or cut with a marker, never mixed; ends the last line", async () => {
+    const stdout = join(dir, "long.log");
+    const events = join(dir, "long.events");
+    const master = startScript(pool, {
+      FIXTURE_BEHAVIOUR: "long-lines",
+      FIXTURE_WORKERS: "2",
+      FIXTURE_STDOUT: stdout,
+      FIXTURE_EVENTS: events,
+    });
+    try {
+      await waitFor(
+        "both workers in main",
+        () =>
+          readEvents(events).filter((e) => e.includes("main-begin")).length ===
+            2,
+      );
+      await stopAndCheck(master);
+      const lines = readFileSync(stdout, "utf8").split("\n");
+      assert.equal(lines.pop(), "", "the file ends with a newline");
+      for (const id of ["0", "1"]) {
+        const own = lines.filter((l) => l.startsWith(id));
+        assert.equal(own.length, 5, `worker ${id}: 5 long lines`);
+        for (const line of own) {
+          assert.match(
+            line,
+            new RegExp(`^${id}{65536} \\[… 34\\d{3} bytes cut\\]$`),
+          );
+        }
+        assert.ok(lines.includes(`short ${id}`));
+        assert.ok(lines.includes(`unterminated ${id}`));
+      }
+      assert.equal(lines.length, 2 * 7);
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
+describe("start-up under load", () => {
+  test("32 workers at the smallest workerTimeout start without a kill", async () => {
+    const port = await freePort();
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "32",
+      FIXTURE_WORKERTIMEOUT: "100",
+    });
+    try {
+      await waitFor(
+        "32 workers ready",
+        () => master.output().match(/ is ready/g)?.length === 32,
+        60_000,
+      );
+      assert.doesNotMatch(master.output(), /killing it|was killed|exited/);
+      await stopAndCheck(master);
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
+describe("the control directory", () => {
+  test("a later master removes those whose owner is gone, and only those", async () => {
+    const tmp = join(dir, "tmp");
+    mkdirSync(tmp);
+    // A master killed with its workers (pid beyond the kernel's range) left
+    // its directory; a live one listens on its socket.
+    const stale = join(tmp, "workerpool-4194305-abc");
+    mkdirSync(stale);
+    writeFileSync(join(stale, "control.sock"), "");
+    const live = join(tmp, `workerpool-${process.pid}-def`);
+    mkdirSync(live);
+    const server = createServer().listen(join(live, "control.sock"));
+    const master = startScript(pool, { FIXTURE_WORKERS: "1", TMPDIR: tmp });
+    try {
+      await waitFor("the stale directory to go", () => !existsSync(stale));
+      assert.ok(existsSync(live));
+      assert.match(master.output(), /left behind by master pid 4194305/);
+      await stopAndCheck(master);
+    } finally {
+      server.close();
+      await cleanup(master);
+    }
+  });
+
+  test("survives a crowd of idle connections past the open-file limit", async () => {
+    const port = await freePort();
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+    }, { fileLimit: 256 });
+    const sockets: Socket[] = [];
+    try {
+      const before = await answering(port, 2);
+      const path = controlSocketOf(before.get(0)!);
+      const opened = await Promise.all(
+        Array.from(
+          { length: 400 },
+          () =>
+            new Promise<Socket | null>((resolve) => {
+              const socket = new Socket();
+              socket.on("error", () => resolve(null));
+              socket.on("close", () => resolve(null));
+              socket.connect(path, () => resolve(socket));
+              sockets.push(socket);
+            }),
+        ),
+      );
+      assert.ok(opened.filter(Boolean).length > 0);
+      // Still serving, still replacing.
+      runtime.kill(before.get(1)!, "SIGKILL");
+      await pidOf(port, 1, before.get(1));
+      for (const socket of sockets) socket.destroy();
+      assert.match(master.output(), /too many control connections/);
+      await stopAndCheck(master);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await cleanup(master);
+    }
+  });
+});
