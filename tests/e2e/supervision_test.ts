@@ -328,21 +328,28 @@ describe("pidfile and daemon", () => {
     }
   });
 
-  test("daemonize starts a detached master that stops on SIGTERM", async () => {
+  test("daemonize returns once every worker is ready; the daemon logs beside its pidfile", async () => {
     const pidfile = join(dir, "daemon.pid");
+    const logFile = join(dir, "daemon.log");
     const port = await freePort();
     const launcher = startScript(pool, {
       FIXTURE_PIDFILE: pidfile,
       FIXTURE_DAEMONIZE: "1",
       FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "3",
     });
     try {
-      assert.equal((await launcher.exited).code, 0);
+      assert.equal((await launcher.exited).code, 0, launcher.output());
       const pid = Number(readFileSync(pidfile, "utf8"));
       assert.match(
         launcher.output(),
-        new RegExp(`daemon started with pid ${pid}`),
+        new RegExp(
+          `daemon started with pid ${pid}; its output goes to ${logFile}`,
+        ),
       );
+      // Ready means ready: all three answer without waiting.
+      const log = readFileSync(logFile, "utf8");
+      assert.equal(log.match(/ is ready/g)?.length, 3, log);
       assert.notEqual(pid, launcher.pid);
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -350,6 +357,34 @@ describe("pidfile and daemon", () => {
       await getWhenUp(port);
       runtime.kill(pid, "SIGTERM");
       await waitAllGone(launcher.tag);
+      assert.equal(existsSync(pidfile), false);
+      assert.match(
+        readFileSync(logFile, "utf8"),
+        /stopping 3 workers with SIGTERM/,
+      );
+    } finally {
+      await cleanup(launcher);
+    }
+  });
+
+  test("a daemon whose workers cannot start fails its launcher with their cause", async () => {
+    const pidfile = join(dir, "broken.pid");
+    const launcher = startScript(pool, {
+      FIXTURE_PIDFILE: pidfile,
+      FIXTURE_DAEMONIZE: "1",
+      FIXTURE_BEHAVIOUR: "boot-fail",
+      FIXTURE_MAXBOOTERRORS: "2",
+    });
+    try {
+      assert.equal((await launcher.exited).code, 1, launcher.output());
+      assert.match(
+        launcher.output(),
+        /Cannot start the daemon: worker \d failed to start 2 times in a row; halting the pool\. Last cause: fixture boot failure/,
+      );
+      await waitAllGone(launcher.tag);
+      const log = readFileSync(join(dir, "broken.log"), "utf8");
+      assert.match(log, /failed to start: fixture boot failure/);
+      assert.match(log, /CRITICAL .*halting the pool/);
       assert.equal(existsSync(pidfile), false);
     } finally {
       await cleanup(launcher);
