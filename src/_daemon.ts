@@ -22,6 +22,7 @@ const REPORT = "report.json";
 const WAKE = "wake.sock";
 /** Lines of the daemon's log shown when it died without a report. */
 const LOG_TAIL_LINES = 20;
+const LOG_TAIL_BYTES = 16 * 1024;
 
 /**
  * Where a daemon's stdout and stderr go: beside its pidfile (`app.pid` →
@@ -119,6 +120,6 @@ function readReport(runtime: Runtime, path: string): DaemonReport | null {
 }
 
 function logTail(runtime: Runtime, path: string): string {
-  const text = runtime.readTextFile(path) ?? "";
+  const text = runtime.readTail(path, LOG_TAIL_BYTES) ?? "";
   return text.trimEnd().split("\n").slice(-LOG_TAIL_LINES).join("\n");
 }

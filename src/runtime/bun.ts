@@ -203,6 +203,30 @@ export function bunRuntime(): Runtime {
         throw error;
       }
     },
+    readTail(path, bytes) {
+      const { closeSync, fstatSync, openSync, readSync } = fs();
+      let fd: number;
+      try {
+        fd = openSync(path, "r");
+      } catch (error) {
+        if ((error as { code?: string }).code === "ENOENT") return null;
+        throw error;
+      }
+      try {
+        const size = fstatSync(fd).size;
+        const buffer = new Uint8Array(Math.min(size, bytes));
+        const read = readSync(
+          fd,
+          buffer,
+          0,
+          buffer.length,
+          size - buffer.length,
+        );
+        return new TextDecoder().decode(buffer.subarray(0, read));
+      } finally {
+        closeSync(fd);
+      }
+    },
     writeTextFile: (path, text) => fs().writeFileSync(path, text),
     link(existing, path) {
       try {

@@ -98,6 +98,29 @@ export function denoRuntime(): Runtime {
         throw error;
       }
     },
+    readTail(path, bytes) {
+      let file: Deno.FsFile;
+      try {
+        file = Deno.openSync(path);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return null;
+        throw error;
+      }
+      try {
+        const size = file.statSync().size;
+        file.seekSync(Math.max(0, size - bytes), Deno.SeekMode.Start);
+        const buffer = new Uint8Array(Math.min(size, bytes));
+        let read = 0;
+        while (read < buffer.length) {
+          const n = file.readSync(buffer.subarray(read));
+          if (n === null) break;
+          read += n;
+        }
+        return new TextDecoder().decode(buffer.subarray(0, read));
+      } finally {
+        file.close();
+      }
+    },
     writeTextFile: (path, text) => Deno.writeTextFileSync(path, text),
     link(existing, path) {
       try {

@@ -126,6 +126,8 @@ export interface FileSystem {
   remove(path: string): void;
   /** The file's text, or null when it does not exist. */
   readTextFile(path: string): string | null;
+  /** The last `bytes` bytes of a file, as text; null when it does not exist. */
+  readTail(path: string, bytes: number): string | null;
   /** Writes (creates or truncates) a file. */
   writeTextFile(path: string, text: string): void;
   /** Hard-links `existing` as `path`; false when `path` already exists. */

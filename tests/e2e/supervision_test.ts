@@ -391,6 +391,25 @@ describe("pidfile and daemon", () => {
     }
   });
 
+  test("a daemon that dies before it reports shows its exit and the end of its log", async () => {
+    const pidfile = join(dir, "crash.pid");
+    const launcher = startScript(pool, {
+      FIXTURE_PIDFILE: pidfile,
+      FIXTURE_DAEMONIZE: "1",
+      FIXTURE_DAEMON_CRASH: "1",
+    });
+    try {
+      assert.equal((await launcher.exited).code, 1);
+      assert.match(
+        launcher.output(),
+        /Cannot start the daemon: it exited with code 7 before it was ready\n.*the end of .*crash\.log:\nfixture: the daemon crashes before main\(\)/,
+      );
+      await waitAllGone(launcher.tag);
+    } finally {
+      await cleanup(launcher);
+    }
+  });
+
   test("a daemon that cannot start makes the launcher fail with the reason", async () => {
     const pidfile = join(dir, "taken.pid");
     const holder = startScript(pool, { FIXTURE_PIDFILE: pidfile });
