@@ -1,5 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { Socket } from "node:net";
 import { serve } from "../../mod.ts";
 import {
   fixture,
@@ -7,6 +8,7 @@ import {
   httpGet,
   runtime,
   startScript,
+  waitFor,
 } from "../_helpers.ts";
 
 describe("serve()", () => {
@@ -108,5 +110,90 @@ describe("serve()", () => {
       name: "TypeError",
       message: 'Cannot serve: handler must be a function, got "nope"',
     });
+    await assert.rejects(
+      serve({ port: 1, onError: 5 as never }, () => new Response()),
+      {
+        name: "TypeError",
+        message: "Cannot serve: onError must be a function, got 5",
+      },
+    );
+  });
+
+  test("a throwing handler answers a bare 500 and passes the error to onError", async () => {
+    const port = await freePort();
+    const seen: [string, string][] = [];
+    const server = await serve({
+      port,
+      onError(error, request) {
+        seen.push([(error as Error).message, new URL(request.url).pathname]);
+        if (new URL(request.url).pathname === "/custom") {
+          return new Response("sorry", { status: 503 });
+        }
+      },
+    }, (request) => {
+      const path = new URL(request.url).pathname;
+      if (path === "/async") return Promise.reject(new Error("async boom"));
+      if (path === "/ok") return new Response("fine");
+      throw new Error(`sync boom at ${path}`);
+    });
+    try {
+      for (const path of ["/sync", "/async"]) {
+        const response = await rawGet(port, path);
+        assert.match(response, /^HTTP\/1\.1 500 /);
+        assert.match(response, /\r\n\r\nInternal Server Error$/);
+        assert.doesNotMatch(response, /boom|serve_test|at /);
+      }
+      assert.match(await rawGet(port, "/custom"), /^HTTP\/1\.1 503 [^]*sorry$/);
+      assert.equal(await httpGet(port, "/ok"), "fine");
+      assert.deepEqual(seen, [
+        ["sync boom at /sync", "/sync"],
+        ["async boom", "/async"],
+        ["sync boom at /custom", "/custom"],
+      ]);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("without onError, the error and its stack go to the log; a failing onError too", async () => {
+    const port = await freePort();
+    const script = startScript(fixture("serve_error.ts"), {
+      PORT: String(port),
+    });
+    try {
+      await waitFor("the server", () => script.output().includes("listening"));
+      const response = await rawGet(port, "/");
+      assert.match(response, /^HTTP\/1\.1 500 [^]*Internal Server Error$/);
+      assert.doesNotMatch(response, /handler failed|serve_error/);
+      await waitFor(
+        "the logged error",
+        () => /ERROR .*GET \/ failed: handler failed/.test(script.output()),
+      );
+      assert.match(script.output(), /at .*serve_error\.ts/);
+      script.kill("SIGTERM");
+      await script.exited;
+    } finally {
+      script.kill("SIGKILL");
+      await script.exited;
+    }
   });
 });
+
+/** One GET on a fresh connection; resolves with the whole raw response. */
+function rawGet(port: number, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = new Socket();
+    let text = "";
+    socket.once("error", reject);
+    socket.on(
+      "data",
+      (chunk: Uint8Array) => text += new TextDecoder().decode(chunk),
+    );
+    socket.once("close", () => resolve(text));
+    socket.connect(port, "127.0.0.1", () => {
+      socket.write(
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+      );
+    });
+  });
+}
