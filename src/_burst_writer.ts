@@ -31,6 +31,11 @@ export class BurstWriter {
     return this.#queued;
   }
 
+  /** Whether a write is in flight. */
+  get busy(): boolean {
+    return this.#flight !== null;
+  }
+
   /** Queues `data`; resolves once it was written, rejects if that failed. */
   write(data: Uint8Array): Promise<void> {
     this.#pending.push(data);

@@ -67,7 +67,8 @@ export async function runMaster(
       if (pool.stopping) {
         log.critical(`${signal} again during the onStart callbacks; exiting`);
         pidfile?.release();
-        runtime.exit(ExitCode.failure);
+        void flushStderr().then(() => runtime.exit(ExitCode.failure));
+        return;
       }
       log.warn(
         `${signal}: stopping once the onStart callbacks finish (signal again to exit now)`,

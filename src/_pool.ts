@@ -36,6 +36,15 @@ import { createLogger } from "./logging.ts";
 import type { ExitStatus, Runtime, SignalName, Timer } from "./runtime/mod.ts";
 import type { Logger, PoolLogRecord, WorkerInfo } from "./types.ts";
 
+/**
+ * The frames of a stack (its first lines repeat the message already in the
+ * record), as one argument starting on a line of its own.
+ */
+function stackFrames(stack: string | null): string[] {
+  const frames = stack?.split("\n").filter((line) => /^\s+at /.test(line));
+  return frames?.length ? [`\n${frames.join("\n")}`] : [];
+}
+
 /** The first backoff delay after repeated early deaths. */
 const INITIAL_RESTART_DELAY = 100;
 /** How long worker output may stay open after all workers exited. */
@@ -411,7 +420,7 @@ export class Pool {
         child.bootFailed(message);
         run.childLog.error(
           `${child} failed to start: ${message.message}`,
-          ...(message.stack === null ? [] : [message.stack]),
+          ...stackFrames(message.stack),
         );
         break;
       case "stopping":

@@ -37,7 +37,17 @@ export function writeStderr(text: string): void {
   writer.write(encoder.encode(text)).catch(() => {});
 }
 
-/** Resolves once every line written so far reached stderr (or failed). */
-export function flushStderr(): Promise<void> {
-  return writer?.flush() ?? Promise.resolve();
+/**
+ * Resolves once every line written so far reached stderr (or failed), or
+ * after `ms`: a process about to exit waits for its last lines, but not
+ * forever on a stderr nobody reads.
+ */
+export async function flushStderr(ms = 2000): Promise<void> {
+  if (writer === null || writer.queued === 0 && !writer.busy) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    writer.flush(),
+    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+  ]);
+  clearTimeout(timer);
 }

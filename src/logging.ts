@@ -69,7 +69,10 @@ export function formatRecord(record: PoolLogRecord): string {
   const who = record.workerId === null
     ? `master pid ${record.pid}`
     : `worker ${record.workerId} pid ${record.pid}`;
-  const args = record.args.map((arg) => " " + formatArg(arg)).join("");
+  const args = record.args.map((arg) => {
+    const text = formatArg(arg);
+    return text.startsWith("\n") ? text : ` ${text}`;
+  }).join("");
   return `${
     isoTime(record.datetime)
   } ${record.levelName} [${who}] ${record.loggerName}: ${record.msg}${args}`;

@@ -192,10 +192,14 @@ describe("a pool on one port", () => {
     try {
       const { code } = await master.exited;
       assert.equal(code, 3);
+      // The cause, said once (it was said twice, once as the cause's cause).
       assert.match(
         master.output(),
-        new RegExp(`Cannot listen on 127\\.0\\.0\\.1:${port}`),
+        new RegExp(
+          `failed to start: Cannot listen on 127\\.0\\.0\\.1:${port}: [^\\n(]*(\\(os error 98\\))?\\n`,
+        ),
       );
+      assert.doesNotMatch(master.output(), /in use[^\n]*in use/);
       assert.match(
         master.output(),
         /failed to start 2 times in a row; halting the pool/,

@@ -140,6 +140,11 @@ describe("crash loops", () => {
         /failed to start 4 times in a row; halting the pool\. Last cause: fixture boot failure/,
       );
       assert.equal(output.match(/halting the pool/g)?.length, 1);
+      // The cause's stack, once, on lines of its own.
+      assert.match(
+        output,
+        /failed to start: fixture boot failure\n\s+at .*pool\.ts:\d+/,
+      );
       await waitAllGone(master.tag);
     } finally {
       await cleanup(master);
