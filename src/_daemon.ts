@@ -11,7 +11,7 @@
  */
 import { controlDirPrefix, DAEMON_ENV } from "./_protocol.ts";
 import { describe } from "./errors.ts";
-import type { Runtime } from "./runtime/mod.ts";
+import type { ExitStatus, Runtime } from "./runtime/mod.ts";
 
 /** What the daemon reports to its launcher. */
 export type DaemonReport =
@@ -70,7 +70,10 @@ export async function launchDaemon(
       logFile,
       detached: true,
     });
-    const exit = await Promise.race([woken.promise, child.status]);
+    const exit: ExitStatus | null = await Promise.race([
+      woken.promise.then(() => null),
+      child.status,
+    ]);
     const report = readReport(runtime, `${dir}/${REPORT}`);
     if (report?.ok) {
       child.unref();

@@ -106,8 +106,27 @@ export function toWorkerMessage(value: unknown): WorkerMessage {
   return value;
 }
 
+/** A parsed frame before its shape is known. */
+interface Unchecked {
+  t?: unknown;
+  id?: unknown;
+  pid?: unknown;
+  token?: unknown;
+  record?: unknown;
+  message?: unknown;
+  stack?: unknown;
+  signal?: unknown;
+  code?: unknown;
+  msg?: unknown;
+  args?: unknown;
+  datetime?: unknown;
+  level?: unknown;
+  levelName?: unknown;
+  loggerName?: unknown;
+}
+
 function isWorkerMessage(value: unknown): value is WorkerMessage {
-  const v = value as Record<string, unknown> | null;
+  const v = value as Unchecked | null;
   if (typeof v !== "object" || v === null) return false;
   switch (v.t) {
     case "log":
@@ -131,7 +150,7 @@ function isWorkerMessage(value: unknown): value is WorkerMessage {
 }
 
 function isWireRecord(value: unknown): value is WireRecord {
-  const r = value as Record<string, unknown> | null;
+  const r = value as Unchecked | null;
   return typeof r === "object" && r !== null && typeof r.msg === "string" &&
     Array.isArray(r.args) && typeof r.datetime === "number" &&
     typeof r.level === "number" && typeof r.levelName === "string" &&

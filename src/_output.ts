@@ -200,7 +200,7 @@ export class LineSplitter {
     }
     // Never cut inside a UTF-8 sequence: back up to its first byte.
     let keep = room;
-    while (keep > 0 && (bytes[keep] & 0xc0) === 0x80) keep--;
+    while (keep > 0 && (bytes[keep]! & 0xc0) === 0x80) keep--;
     if (keep > 0) this.#parts.push(bytes.subarray(0, keep));
     this.#kept = MAX_LINE_BYTES;
     this.#cut += bytes.length - keep;

@@ -256,7 +256,7 @@ export function bunRuntime(): Runtime {
  * master otherwise needs node:fs only when it stops (measured, Bun 1.4.5).
  */
 function tempDir(): string {
-  return (process.env.TMPDIR || "/tmp").replace(/\/$/, "");
+  return (process.env["TMPDIR"] || "/tmp").replace(/\/$/, "");
 }
 
 function makeTempDir(Bun: BunGlobal, prefix: string): string {
@@ -392,8 +392,7 @@ class SocketState {
 
   /** Writes what the kernel takes now; the rest waits for `drain`. */
   flush(): void {
-    while (this.#pending.length > 0) {
-      const head = this.#pending[0];
+    for (let head = this.#pending[0]; head; head = this.#pending[0]) {
       const written = this.#socket.write(head.data);
       if (written < 0) return this.end(new Error("Socket closed"));
       if (written < head.data.length) {

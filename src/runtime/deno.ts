@@ -277,8 +277,9 @@ function spawn(command: string, options: SpawnOptions): ChildProcess {
   // execs (no fork: our child leads no process group).
   if (options.detached) argv = ["setsid", ...argv];
   const toFile = options.logFile !== undefined;
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
+  const [program, ...args] = argv as [string, ...string[]];
+  const child = new Deno.Command(program, {
+    args,
     env: options.env,
     stdin: options.stdin ?? "inherit",
     stdout: toFile ? "inherit" : options.stdout ?? "inherit",
