@@ -231,7 +231,10 @@ export async function throughput(
       runtime,
       "req/s",
       pool,
-      { label: `${workers} bare reusePort processes`, values: bare },
+      {
+        label: `${workers} bare reusePort process${workers > 1 ? "es" : ""}`,
+        values: bare,
+      },
       { target: "≥ 0.97× bare", better: "higher", goal: 0.97 },
     ),
   ];
@@ -301,9 +304,7 @@ export async function readiness(
       "ms",
       pool,
       {
-        label: `a master script spawning 4 reusePort servers (${
-          runtime === "bun" ? "Bun.spawn" : "Deno.Command"
-        })`,
+        label: "a master script spawning 4 reusePort servers",
         values: recipe,
       },
       { target: "≤ 1.15×", better: "lower", goal: 1.15 },
