@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import process from "node:process";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { BIN, type RuntimeName, stopAll } from "./_lib.ts";
 import {
@@ -140,7 +141,10 @@ if (!values["no-write"]) {
     ? existing.slice(existing.indexOf("\n## Analysis"))
     : "";
   writeFileSync(path, results + analysis);
-  writeFileSync(new URL("./results.svg", import.meta.url), chart(figures));
+  const svg = new URL("./results.svg", import.meta.url);
+  writeFileSync(svg, chart(figures));
+  // deno fmt formats SVG too: format it now, so a run leaves the tree clean.
+  spawnSync(BIN.deno, ["fmt", "--quiet", fileURLToPath(svg)]);
   console.error("wrote bench/results.md and bench/results.svg");
 }
 
