@@ -57,6 +57,10 @@ export class ControlServer {
     this.#listener = runtime.listenUnix(
       this.socketPath,
       (connection) => this.#accept(connection),
+      // The message only: formatting a stack needs file descriptors (Deno
+      // panics when it has none left).
+      (error) =>
+        log.warn(`Cannot accept a control connection: ${String(error)}`),
     );
   }
 

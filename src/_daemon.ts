@@ -60,7 +60,7 @@ export async function launchDaemon(
   const listener = runtime.listenUnix(`${dir}/${WAKE}`, (connection) => {
     connection.close();
     woken.resolve();
-  });
+  }, (error) => console.error(`workerpool: ${String(error)}`));
   try {
     const { command, args } = runtime.scriptCommand();
     const child = runtime.spawn(command, {

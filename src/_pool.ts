@@ -317,7 +317,8 @@ export class Pool {
       );
     } catch (error) {
       // Out of processes or file descriptors, for now: back off and retry.
-      run.childLog.error(`Cannot spawn worker ${slot.id}`, error);
+      // The message only: formatting a stack needs file descriptors.
+      run.childLog.error(`Cannot spawn worker ${slot.id}: ${describe(error)}`);
       this.#restart(slot, 0, null);
       return;
     }
@@ -427,7 +428,9 @@ export class Pool {
         child.stoppedFromElsewhere(message.signal);
         break;
       case "bye":
+        // Every frame before it was read: closing tells the worker so.
         child.bye();
+        child.disconnect();
         break;
     }
   }

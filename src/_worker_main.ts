@@ -63,8 +63,9 @@ export async function runWorker(
   // Stops the worker once the channel is gone; bounded, as an orphan must
   // go even if its main() ignores the stop.
   let deadline: ReturnType<typeof setTimeout> | undefined;
+  let saidBye = false;
   const leave = (why: string) => {
-    if (worker !== null && !worker.isRunning()) return;
+    if (saidBye || worker !== null && !worker.isRunning()) return;
     console.error(`workerpool: ${why}`);
     void worker?.terminate();
     deadline = setTimeout(() => runtime.exit(code), env.gracefulTimeout);
@@ -108,8 +109,13 @@ export async function runWorker(
     clearInterval(beat);
     clearTimeout(deadline);
   }
+  // The master answers the goodbye by closing the channel: then it has read
+  // every frame before it (a boot error's cause), and this process may go.
+  // A process that exits first leaves its last frames unread behind its
+  // exit, which the master may see first.
+  saidBye = true;
   client.send({ t: "bye", code });
-  await withTimeout(client.flush(), FLUSH_MS);
+  await withTimeout(client.closed.catch(() => {}), FLUSH_MS);
   if (!client.connected && lastWords !== null) console.error(lastWords);
   client.close();
   return code;

@@ -158,6 +158,7 @@ export function bunRuntime(): Runtime {
     setTimeout: (callback, ms) => setTimeout(callback, ms),
     clearTimeout: (timer) => clearTimeout(timer),
     writeStderr: (data) => writeAll(2, data),
+    // Bun retries a failed accept itself and never reports it.
     listenUnix(path, onConnection): UnixListener {
       const listener = Bun.listen({
         unix: path,

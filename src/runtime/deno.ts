@@ -15,6 +15,9 @@ import type {
   UnixListener,
 } from "./types.ts";
 
+/** The pause before accepting again after an accept failed (EMFILE). */
+const ACCEPT_RETRY_MS = 100;
+
 const PERMISSIONS = [
   "read",
   "write",
@@ -273,13 +276,12 @@ function spawn(command: string, options: SpawnOptions): ChildProcess {
       ...argv,
     ];
   }
-  // Deno.Command cannot start a new session itself; setsid(1) can, and
-  // execs (no fork: our child leads no process group).
-  if (options.detached) argv = ["setsid", ...argv];
   const toFile = options.logFile !== undefined;
   const [program, ...args] = argv as [string, ...string[]];
   const child = new Deno.Command(program, {
     args,
+    // A session of its own (setsid): no terminal, no signals of ours.
+    detached: options.detached ?? false,
     env: options.env,
     stdin: options.stdin ?? "inherit",
     stdout: toFile ? "inherit" : options.stdout ?? "inherit",
@@ -314,14 +316,22 @@ function spawn(command: string, options: SpawnOptions): ChildProcess {
 function listenUnix(
   path: string,
   onConnection: (connection: Connection) => void,
+  onError: (error: unknown) => void,
 ): UnixListener {
   const listener = Deno.listen({ transport: "unix", path });
   let closed = false;
   (async () => {
-    try {
-      for await (const conn of listener) onConnection(wrapConn(conn));
-    } catch (error) {
-      if (!closed) throw error;
+    while (!closed) {
+      try {
+        for await (const conn of listener) onConnection(wrapConn(conn));
+        return;
+      } catch (error) {
+        if (closed) return;
+        // Out of file descriptors, say: the listener stays usable; try
+        // again shortly rather than spin, and never end the process.
+        onError(error);
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+      }
     }
   })();
   return {

@@ -168,9 +168,14 @@ export interface Runtime extends FileSystem, Clock {
   writeStderr(data: Uint8Array): Promise<void>;
   /** Keeps a timer from holding the process open. */
   unrefTimer(timer: ReturnType<typeof setTimeout>): void;
+  /**
+   * Listens on a Unix socket. A failed accept (out of file descriptors) is
+   * passed to `onError` and accepting goes on: it never ends the process.
+   */
   listenUnix(
     path: string,
     onConnection: (connection: Connection) => void,
+    onError: (error: unknown) => void,
   ): UnixListener;
   connectUnix(path: string): Promise<Connection>;
   /** Whether {@linkcode Runtime.serve} can use `reusePort` here. */

@@ -394,8 +394,9 @@ describe("the master (fake runtime)", () => {
     const ends = await bootAll(runtime);
     ends[0].connection.close();
     ends[1].send({ t: "bye", code: 0 });
-    ends[1].connection.close();
     await settle();
+    // The goodbye is answered by closing: every frame before it was read.
+    assert.equal(ends[1].closed, true);
     assert.deepEqual(runtime.children[0].signals, ["SIGTERM"]);
     assert.deepEqual(runtime.children[1].signals, []);
     assert.equal(
