@@ -5,15 +5,23 @@
  *
  * @module
  */
-import type { Logger } from "./types.ts";
+import {
+  encodeWorkerEnv,
+  heartbeatInterval,
+  type WorkerMessage,
+} from "./_protocol.ts";
+import { stackFrames } from "./errors.ts";
 import type {
   ChildProcess,
   Clock,
   Connection,
   ExitStatus,
+  Runtime,
   SignalName,
+  StdioMode,
   Timer,
 } from "./runtime/mod.ts";
+import type { Logger } from "./types.ts";
 
 /** Where a worker process is in its life. */
 export type ChildState = "starting" | "ready" | "stopping" | "exited";
@@ -140,19 +148,34 @@ export class ChildHandle {
     this.#heartbeatBy = this.#lastSeen + this.#deadlines.workerTimeout;
   }
 
-  /** Its `onStart` callbacks finished. */
-  ready(): void {
-    if (this.#state === "starting") this.#state = "ready";
-    this.#wasReady = true;
-  }
-
-  bootFailed(failure: BootFailure): void {
-    this.#bootFailure = failure;
-  }
-
-  /** It announced its exit. */
-  bye(): void {
-    this.#leaving = true;
+  /** A frame from it (log records aside, which the pool forwards). */
+  receive(message: Exclude<WorkerMessage, { t: "log" }>): void {
+    this.seen();
+    switch (message.t) {
+      case "hello":
+        this.#log.debug(`${this} connected`);
+        break;
+      case "ready":
+        if (this.#state === "starting") this.#state = "ready";
+        this.#wasReady = true;
+        this.#log.info(`${this} is ready`);
+        break;
+      case "boot-error":
+        this.#bootFailure = message;
+        this.#log.error(
+          `${this} failed to start: ${message.message}`,
+          ...stackFrames(message.stack),
+        );
+        break;
+      case "stopping":
+        this.stoppedFromElsewhere(message.signal);
+        break;
+      case "bye":
+        // Every frame before it was read: closing the channel says so.
+        this.#leaving = true;
+        this.disconnect();
+        break;
+    }
   }
 
   /**
@@ -245,20 +268,45 @@ export class ChildHandle {
   }
 }
 
-/** Describes an exit status for a log line. */
-export function describeExit(status: ExitStatus): string {
-  return status.signal === null
-    ? `exited with code ${status.code}`
-    : `was killed by ${status.signal}`;
+/** How to spawn a worker process. */
+export interface ChildSpec {
+  id: number;
+  command: { command: string; args: string[] };
+  /** The master's control socket. */
+  socket: string;
+  stdout: StdioMode;
+  stderr: StdioMode;
 }
 
-/** `1 worker`, `2 workers`: a count with its noun. */
-export function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+/** Spawns the process of worker `spec.id`, with its token and environment. */
+export function spawnChild(
+  runtime: Runtime,
+  spec: ChildSpec,
+  context: { log: Logger; deadlines: ChildDeadlines },
+): ChildHandle {
+  const token = randomToken();
+  const process = runtime.spawn(spec.command.command, {
+    args: spec.command.args,
+    env: encodeWorkerEnv({
+      id: spec.id,
+      socket: spec.socket,
+      token,
+      heartbeatInterval: heartbeatInterval(context.deadlines.workerTimeout),
+      gracefulTimeout: context.deadlines.gracefulTimeout,
+      masterPid: runtime.pid,
+    }),
+    stdin: "null",
+    stdout: spec.stdout,
+    stderr: spec.stderr,
+  });
+  return new ChildHandle(spec.id, token, process, {
+    ...context,
+    clock: runtime,
+  });
 }
 
 /** A random secret, 32 hex digits. */
-export function randomToken(): string {
+function randomToken(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }

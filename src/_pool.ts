@@ -1,68 +1,38 @@
 /**
- * The master's pool: the one owner of the worker ids, and the loop that
- * keeps a live, ready process for each. Every event and its handler:
+ * The master's loop: keeps a live, ready process for every worker id.
+ * Every event, and its handler:
  *
- * | event                                  | handler          |
- * | -------------------------------------- | ---------------- |
- * | `start()`                              | spawn every id   |
- * | a process exits                        | `#onExit`: replace it now, after a backoff, or halt the pool |
- * | a frame arrives (hello, hb, ready, log, boot-error, stopping, bye) | `#onMessage` |
- * | a connection ends without goodbye, or breaks the protocol | `#onLost`: stop that worker (replaced on exit) |
- * | the tick (`checkInterval`, finer for short `workerTimeout`s) | `#tick`: discount the master's own stall, kill the overdue, spawn ids left without a process |
- * | `addWorker` / `removeWorker`           | the slots        |
- * | `shutdown(signal)`                     | stop every process, SIGKILL after `gracefulTimeout`, drain output |
+ * - `start()`: open the outputs and the control socket, spawn every id.
+ * - a process exits: `#onExit` replaces it at once, after a backoff, or
+ *   halts the pool after `maxBootErrors` failed starts in a row.
+ * - a frame arrives: `#onMessage` forwards log records; the child takes
+ *   hello, hb, ready, boot-error, stopping, bye (`ChildHandle.receive`).
+ * - a connection ends without goodbye or breaks the protocol: `#onLost`
+ *   stops that worker; it is replaced when it exits.
+ * - the tick (every `checkInterval`, finer for short `workerTimeout`s):
+ *   `#tick` discounts the master's own stall, kills the overdue (no hello
+ *   or ready within `readyTimeout`, no heartbeat within `workerTimeout`),
+ *   and spawns ids left without a process.
+ * - `addWorker` / `removeWorker`: the ids (`Slots`), spawned or stopped.
+ * - `shutdown(signal)`: stop every process (SIGKILL after
+ *   `gracefulTimeout`), drain their output, resolve `stopped`.
  *
  * @module
  */
-import {
-  type ChildDeadlines,
-  ChildHandle,
-  describeExit,
-  plural,
-  randomToken,
-} from "./_child.ts";
+import { type ChildDeadlines, type ChildHandle, spawnChild } from "./_child.ts";
+import { plural } from "./_text.ts";
 import { ControlServer, removeStaleControlDirs } from "./_control_server.ts";
-import { checkId, MAX_WORKERS, type ResolvedOptions } from "./_options.ts";
+import type { ResolvedOptions } from "./_options.ts";
 import { Outputs } from "./_output.ts";
-import {
-  encodeWorkerEnv,
-  ExitCode,
-  heartbeatInterval,
-  type WorkerMessage,
-} from "./_protocol.ts";
-import { RestartPolicy } from "./_restart_policy.ts";
+import { ExitCode, type WorkerMessage } from "./_protocol.ts";
+import { type Slot, Slots } from "./_slots.ts";
 import { describe } from "./errors.ts";
 import { createLogger } from "./logging.ts";
 import type { ExitStatus, Runtime, SignalName, Timer } from "./runtime/mod.ts";
 import type { Logger, PoolLogRecord, WorkerInfo } from "./types.ts";
 
-/**
- * The frames of a stack (its first lines repeat the message already in the
- * record), as one argument starting on a line of its own.
- */
-function stackFrames(stack: string | null): string[] {
-  const frames = stack?.split("\n").filter((line) => /^\s+at /.test(line));
-  return frames?.length ? [`\n${frames.join("\n")}`] : [];
-}
-
-/** The first backoff delay after repeated early deaths. */
-const INITIAL_RESTART_DELAY = 100;
 /** How long worker output may stay open after all workers exited. */
 const OUTPUT_DRAIN_MS = 2000;
-/**
- * The wait before replacing a worker stopped by a signal from elsewhere: a
- * Ctrl-C or a systemd stop signals the master too, and its own handler must
- * get the chance to stop the pool before a new worker starts.
- */
-const SIGNALLED_RESTART_DELAY = 250;
-
-interface Slot {
-  readonly id: number;
-  readonly policy: RestartPolicy;
-  spawns: number;
-  child: ChildHandle | null;
-  restartTimer: Timer | undefined;
-}
 
 type PoolState = "idle" | "running" | "stopping" | "stopped";
 
@@ -82,7 +52,7 @@ interface Running {
 /** The master side of a pool. */
 export class Pool {
   #options: ResolvedOptions;
-  #slots = new Map<number, Slot>();
+  #slots: Slots;
   #children = new Set<ChildHandle>();
   #state: PoolState = "idle";
   #run: Running | null = null;
@@ -94,7 +64,7 @@ export class Pool {
 
   constructor(options: ResolvedOptions) {
     this.#options = options;
-    for (const id of options.ids) this.#slots.set(id, this.#newSlot(id));
+    this.#slots = new Slots(options);
     this.#allReady.promise.catch(() => {}); // awaited only by a daemon
   }
 
@@ -124,22 +94,7 @@ export class Pool {
   /** A snapshot of every worker id in the pool. */
   snapshot(): readonly WorkerInfo[] {
     const now = this.#run?.runtime.now() ?? 0;
-    return Object.freeze([...this.#slots.values()].map((slot) => {
-      const child = slot.child;
-      return Object.freeze(
-        {
-          id: slot.id,
-          pid: child?.pid ?? null,
-          state: child === null
-            ? (this.#state === "running" ? "restarting" : "stopped")
-            : child.state === "exited"
-            ? "stopped"
-            : child.state,
-          restarts: Math.max(0, slot.spawns - 1),
-          uptime: child ? Math.round(now - child.spawnedAt) : 0,
-        } satisfies WorkerInfo,
-      );
-    }));
+    return this.#slots.snapshot(now, this.#state === "running");
   }
 
   /**
@@ -190,7 +145,7 @@ export class Pool {
         plural(this.#slots.size, "worker")
       } on ${runtime.name} ${runtime.version}`,
     );
-    for (const slot of this.#slots.values()) this.#spawn(slot);
+    for (const slot of this.#slots) this.#spawn(slot);
     this.#scheduleTick();
     removeStaleControlDirs(runtime, log).catch((error) =>
       log.debug(`Cannot look for stale control directories: ${describe(error)}`)
@@ -222,9 +177,7 @@ export class Pool {
     }
     this.#state = "stopping";
     this.#run.runtime.clearTimeout(this.#run.tick);
-    for (const slot of this.#slots.values()) {
-      this.#run.runtime.clearTimeout(slot.restartTimer);
-    }
+    for (const slot of this.#slots) slot.cancel(this.#run.runtime);
     this.#run.log.info(
       `stopping ${plural(this.#children.size, "worker")} with ${signal}`,
     );
@@ -235,33 +188,17 @@ export class Pool {
 
   /** Adds worker `id`, spawned at once if the pool runs. */
   addWorker(id: number): void {
-    checkId(id, "Cannot add worker");
-    if (this.#slots.has(id)) {
-      throw new RangeError(
-        `Cannot add worker: id ${id} is already in the pool`,
-      );
-    }
-    if (this.#slots.size >= MAX_WORKERS) {
-      throw new RangeError(
-        `Cannot add worker ${id}: the pool has the most workers allowed, ${MAX_WORKERS}`,
-      );
-    }
-    if (this.#state === "stopping" || this.#state === "stopped") {
+    if (this.stopping) {
       throw new Error(`Cannot add worker ${id}: the pool is stopping`);
     }
-    const slot = this.#newSlot(id);
-    this.#slots.set(id, slot);
+    const slot = this.#slots.add(id);
     if (this.#state === "running") this.#spawn(slot);
   }
 
   /** Removes worker `id`: stops it with `signal`, resolves once it exited. */
   async removeWorker(id: number, signal: SignalName): Promise<void> {
-    const slot = this.#slots.get(id);
-    if (slot === undefined) {
-      throw new RangeError(`Cannot remove worker: no worker has id ${id}`);
-    }
-    this.#slots.delete(id);
-    this.#run?.runtime.clearTimeout(slot.restartTimer);
+    const slot = this.#slots.remove(id);
+    if (this.#run !== null) slot.cancel(this.#run.runtime);
     if (slot.child !== null) await slot.child.stop(signal);
   }
 
@@ -273,57 +210,27 @@ export class Pool {
     await this.#run.outputs.close();
   }
 
-  #newSlot(id: number): Slot {
-    return {
-      id,
-      policy: new RestartPolicy({
-        minUptime: this.#options.minUptime,
-        initialDelay: INITIAL_RESTART_DELAY,
-        maxDelay: this.#options.maxRestartDelay,
-        maxBootErrors: this.#options.maxBootErrors,
-      }),
-      spawns: 0,
-      child: null,
-      restartTimer: undefined,
-    };
-  }
-
   #spawn(slot: Slot): void {
-    slot.restartTimer = undefined;
     const run = this.#run!;
     if (this.#state !== "running" || slot.child !== null) return;
-    if (this.#slots.get(slot.id) !== slot) return;
-    const token = randomToken();
+    if (!this.#slots.has(slot)) return;
     let child: ChildHandle;
     try {
-      child = new ChildHandle(
-        slot.id,
-        token,
-        run.runtime.spawn(run.command.command, {
-          args: run.command.args,
-          env: encodeWorkerEnv({
-            id: slot.id,
-            socket: run.control.socketPath,
-            token,
-            heartbeatInterval: heartbeatInterval(this.#options.workerTimeout),
-            gracefulTimeout: this.#options.gracefulTimeout,
-            masterPid: run.runtime.pid,
-          }),
-          stdin: "null",
-          stdout: run.outputs.mode("stdout"),
-          stderr: run.outputs.mode("stderr"),
-        }),
-        { clock: run.runtime, log: run.childLog, deadlines: this.#deadlines() },
-      );
+      child = spawnChild(run.runtime, {
+        id: slot.id,
+        command: run.command,
+        socket: run.control.socketPath,
+        stdout: run.outputs.mode("stdout"),
+        stderr: run.outputs.mode("stderr"),
+      }, { log: run.childLog, deadlines: this.#deadlines() });
     } catch (error) {
       // Out of processes or file descriptors, for now: back off and retry.
       // The message only: formatting a stack needs file descriptors.
       run.childLog.error(`Cannot spawn worker ${slot.id}: ${describe(error)}`);
-      this.#restart(slot, 0, null);
+      slot.schedule(run.runtime, slot.spawnFailed(), () => this.#spawn(slot));
       return;
     }
-    slot.spawns++;
-    slot.child = child;
+    slot.spawned(child);
     this.#children.add(child);
     run.control.admit(child);
     run.outputs.pump("stdout", child.stdout);
@@ -345,94 +252,35 @@ export class Pool {
     run.control.forget(child);
     child.exited();
     this.#children.delete(child);
-    if (slot.child === child) slot.child = null;
-    const uptime = Math.round(run.runtime.now() - child.spawnedAt);
-    const line = `${child} ${describeExit(status)} after ${uptime} ms`;
-    if (this.#state !== "running" || this.#slots.get(slot.id) !== slot) {
-      run.childLog.info(line);
-      return this.#maybeStopped();
-    }
-    if (child.stoppedBy !== null) {
-      run.childLog.info(
-        `${line}, stopped by a ${child.stoppedBy} from elsewhere`,
-      );
-      run.childLog.debug(
-        `replacing worker ${slot.id} in ${SIGNALLED_RESTART_DELAY} ms unless the pool stops`,
-      );
-      slot.restartTimer = run.runtime.setTimeout(
-        () => this.#spawn(slot),
-        SIGNALLED_RESTART_DELAY,
-      );
-      return;
-    }
-    run.childLog.warn(line);
-    // Exiting before ready, however, is a failure to start.
-    const cause = child.wasReady ? null : child.bootFailure?.message ??
-      child.killedFor ?? `it ${describeExit(status)} before it was ready`;
-    this.#restart(slot, uptime, cause);
-  }
-
-  /** Spawns `slot` again, now or after a backoff, or halts the pool. */
-  #restart(slot: Slot, uptime: number, bootError: string | null): void {
-    const run = this.#run!;
-    const decision = slot.policy.exited(uptime, bootError !== null);
-    if (decision.action === "halt") {
-      this.#haltCause = `worker ${slot.id} failed to start ${
-        plural(decision.bootErrors, "time")
-      } in a row; halting the pool. Last cause: ${bootError}`;
-      run.log.critical(this.#haltCause);
+    const running = this.#state === "running" && this.#slots.has(slot);
+    const next = slot.exited(child, status, run.runtime.now(), running);
+    run.childLog[next.level](next.line);
+    if (next.action === "halt") {
+      this.#haltCause = next.cause;
+      run.log.critical(next.cause);
       this.shutdown("SIGTERM", ExitCode.bootError);
-      return;
-    }
-    if (decision.delay === 0) return this.#spawn(slot);
-    run.childLog.info(
-      `restarting worker ${slot.id} in ${decision.delay} ms (it keeps dying young)`,
-    );
-    slot.restartTimer = run.runtime.setTimeout(
-      () => this.#spawn(slot),
-      decision.delay,
-    );
+    } else if (next.action === "spawn") {
+      if (next.delay === 0) return this.#spawn(slot);
+      slot.schedule(run.runtime, next.delay, () => this.#spawn(slot));
+    } else this.#maybeStopped();
   }
 
   #onMessage(child: ChildHandle, message: WorkerMessage): void {
-    const run = this.#run!;
-    child.seen();
-    switch (message.t) {
-      case "hello":
-        run.childLog.debug(`${child} connected`);
-        break;
-      case "hb":
-        break;
-      case "ready":
-        child.ready();
+    if (message.t !== "log") {
+      child.receive(message);
+      if (message.t === "ready") {
         this.#slots.get(child.id)?.policy.booted();
-        run.childLog.info(`${child} is ready`);
         this.#checkAllReady();
-        break;
-      case "log":
-        run.emit({
-          ...message.record,
-          datetime: new Date(message.record.datetime),
-          workerId: child.id,
-          pid: child.pid,
-        });
-        break;
-      case "boot-error":
-        child.bootFailed(message);
-        run.childLog.error(
-          `${child} failed to start: ${message.message}`,
-          ...stackFrames(message.stack),
-        );
-        break;
-      case "stopping":
-        child.stoppedFromElsewhere(message.signal);
-        break;
-      case "bye":
-        // Every frame before it was read: closing tells the worker so.
-        child.bye();
-        child.disconnect();
-        break;
+      }
+      return;
     }
+    child.seen();
+    this.#run!.emit({
+      ...message.record,
+      datetime: new Date(message.record.datetime),
+      workerId: child.id,
+      pid: child.pid,
+    });
   }
 
   #onLost(child: ChildHandle, cause: string): void {
@@ -444,7 +292,7 @@ export class Pool {
   }
 
   #checkAllReady(): void {
-    for (const slot of this.#slots.values()) {
+    for (const slot of this.#slots) {
       if (slot.child?.state !== "ready") return;
     }
     this.#allReady.resolve();
@@ -474,8 +322,8 @@ export class Pool {
       const overdue = child.overdue(now);
       if (overdue !== null) child.kill(overdue);
     }
-    for (const slot of this.#slots.values()) {
-      if (slot.child === null && slot.restartTimer === undefined) {
+    for (const slot of this.#slots) {
+      if (slot.child === null && !slot.waiting) {
         run.childLog.warn(`worker ${slot.id} had no process; spawning one`);
         this.#spawn(slot);
       }

@@ -62,3 +62,12 @@ export function describeValue(value: unknown): string {
   }
   return String(value);
 }
+
+/**
+ * The frames of a stack (its first lines repeat the message already said),
+ * as one log argument starting on a line of its own; none without frames.
+ */
+export function stackFrames(stack: string | null): string[] {
+  const frames = stack?.split("\n").filter((line) => /^\s+at /.test(line));
+  return frames?.length ? [`\n${frames.join("\n")}`] : [];
+}

@@ -101,7 +101,7 @@ export class Supervisor {
    * `gracefulTimeout`) and not replaced. Resolves once it has exited.
    *
    * @param id The worker id to remove.
-   * @param signal The signal that stops it. @default {"SIGTERM"}
+   * @param signal The signal that stops it; `"SIGTERM"` when left out.
    */
   removeWorker(id: number, signal: SignalName = "SIGTERM"): Promise<void> {
     return this.#pool.removeWorker(id, signal);
@@ -127,8 +127,7 @@ export class Supervisor {
    * process, and then exits the process: 0 after a graceful shutdown, 3
    * when repeated boot errors halted the pool, 1 when it could not start.
    *
-   * @param options The pidfile, and whether to run as a daemon.
-   * @default {{}}
+   * @param options `pidfile` and `daemonize`; none of them when left out.
    */
   async main(options: MainOptions = {}): Promise<void> {
     checkMainOptions(options);
