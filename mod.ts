@@ -32,6 +32,7 @@
  */
 export { Supervisor } from "./src/supervisor.ts";
 export { WorkerBase } from "./src/worker.ts";
+export type { WorkerClass, WorkerFactory } from "./src/worker.ts";
 export { serve } from "./src/serve.ts";
 export { BootError, EXIT_BOOT_ERROR } from "./src/errors.ts";
 export { formatRecord, LogLevels, stderrHandler } from "./src/logging.ts";
@@ -49,7 +50,5 @@ export type {
   ServeOptions,
   SignalName,
   SupervisorOptions,
-  WorkerClass,
-  WorkerFactory,
   WorkerInfo,
 } from "./src/types.ts";

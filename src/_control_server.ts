@@ -89,9 +89,11 @@ export class ControlServer {
           `too many control connections without a hello (${MAX_UNAUTHENTICATED}); closing the oldest`,
         );
       }
-      const [oldest] = this.#unauthenticated;
-      this.#unauthenticated.delete(oldest);
-      oldest.close();
+      for (const oldest of this.#unauthenticated) {
+        this.#unauthenticated.delete(oldest);
+        oldest.close();
+        break;
+      }
     }
     this.#unauthenticated.add(connection);
     let child: ChildHandle | null = null;

@@ -11,10 +11,8 @@ import type {
   LogHandler,
   OutputTarget,
   SupervisorOptions,
-  WorkerClass,
-  WorkerFactory,
 } from "./types.ts";
-import { WorkerBase } from "./worker.ts";
+import { WorkerBase, type WorkerClass, type WorkerFactory } from "./worker.ts";
 
 /**
  * The most workers a pool may have: each is a process of ~30 MB; past this

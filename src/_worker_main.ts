@@ -21,8 +21,8 @@ import {
   toJsonSafe,
 } from "./logging.ts";
 import type { Runtime } from "./runtime/mod.ts";
-import type { LogRecord, WorkerFactory } from "./types.ts";
-import type { WorkerBase } from "./worker.ts";
+import type { LogRecord } from "./types.ts";
+import type { WorkerBase, WorkerFactory } from "./worker.ts";
 
 /** How long a leaving worker waits for its last frames to go out. */
 const FLUSH_MS = 2000;

@@ -14,7 +14,7 @@ import type {
 } from "./types.ts";
 
 /** Numeric levels, the same as `@std/log`'s `LogLevels`. */
-export const LogLevels: {
+export const LogLevels: Readonly<Record<LevelName, number>> & {
   /** Everything. */
   readonly NOTSET: 0;
   /** Diagnostics. */

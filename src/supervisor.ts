@@ -22,11 +22,13 @@ import type {
   MainOptions,
   SignalName,
   SupervisorOptions,
-  WorkerClass,
-  WorkerFactory,
   WorkerInfo,
 } from "./types.ts";
-import { checkCallback } from "./worker.ts";
+import {
+  checkCallback,
+  type WorkerClass,
+  type WorkerFactory,
+} from "./worker.ts";
 
 /**
  * Keeps a pool of worker processes alive. The same script runs in the master

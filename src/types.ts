@@ -3,19 +3,10 @@
  *
  * @module
  */
-import type { LogLevels } from "./logging.ts";
-import type { WorkerBase } from "./worker.ts";
-
 export type { SignalName } from "./runtime/types.ts";
 
 /** A start or shutdown callback; may be sync or async. */
 export type LifecycleCallback = () => void | Promise<void>;
-
-/** A function creating the worker for an id. */
-export type WorkerFactory = (id: number) => WorkerBase;
-
-/** A `WorkerBase` subclass constructible from an id. */
-export type WorkerClass = new (id: number) => WorkerBase;
 
 /**
  * Where a worker's stdout or stderr goes: the master's own stream
@@ -128,8 +119,14 @@ export interface WorkerInfo {
   readonly uptime: number;
 }
 
-/** The name of a log level. */
-export type LevelName = keyof typeof LogLevels;
+/** The name of a log level (see `LogLevels` for their numbers). */
+export type LevelName =
+  | "NOTSET"
+  | "DEBUG"
+  | "INFO"
+  | "WARN"
+  | "ERROR"
+  | "CRITICAL";
 
 /** A log record with the fields of `@std/log`'s `LogRecord`. */
 export interface LogRecord {

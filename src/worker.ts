@@ -9,6 +9,12 @@ import { createLogger, getProcessSink, stderrHandler } from "./logging.ts";
 import { loadRuntime } from "./runtime/mod.ts";
 import type { LifecycleCallback, Logger } from "./types.ts";
 
+/** A function creating the worker for an id. */
+export type WorkerFactory = (id: number) => WorkerBase;
+
+/** A `WorkerBase` subclass constructible from an id. */
+export type WorkerClass = new (id: number) => WorkerBase;
+
 type State = "idle" | "starting" | "running" | "stopping" | "stopped";
 
 const defaultHandler = stderrHandler("DEBUG");
