@@ -282,7 +282,7 @@ function spawn(command: string, options: SpawnOptions): ChildProcess {
     args,
     // A session of its own (setsid): no terminal, no signals of ours.
     detached: options.detached ?? false,
-    env: options.env,
+    env: options.env ?? {},
     stdin: options.stdin ?? "inherit",
     stdout: toFile ? "inherit" : options.stdout ?? "inherit",
     stderr: toFile ? "inherit" : options.stderr ?? "inherit",
