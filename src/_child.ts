@@ -59,6 +59,7 @@ export class ChildHandle {
   #lastSeen: number;
   #readyBy: number;
   #heartbeatBy = Infinity;
+  #cpuWait: number | null = null;
   #killTimer: Timer | undefined;
   #sent: SignalName | null = null;
   #stoppedBy: string | null = null;
@@ -146,6 +147,7 @@ export class ChildHandle {
   seen(): void {
     this.#lastSeen = this.#clock.now();
     this.#heartbeatBy = this.#lastSeen + this.#deadlines.workerTimeout;
+    this.#cpuWait = null;
   }
 
   /** A frame from it (log records aside, which the pool forwards). */
@@ -185,6 +187,29 @@ export class ChildHandle {
   discount(ms: number): void {
     this.#readyBy += ms;
     this.#heartbeatBy += ms;
+  }
+
+  /**
+   * Whether it has been silent long enough (two heartbeats) that the time
+   * it spent waiting for a CPU should be watched: see {@linkcode starved}.
+   */
+  late(now: number): boolean {
+    return this.#connection !== null &&
+      now - this.#lastSeen > 2 * this.#deadlines.workerTimeout / 5;
+  }
+
+  /**
+   * `wait` is how long (ms, all its life) its main thread has waited for a
+   * CPU while runnable. What it waited since the last sample was not its
+   * own silence: on a machine busy starting 32 workers on 2 cores, say, a
+   * healthy worker can go without a CPU for longer than `workerTimeout`.
+   * A hung loop runs and a stopped process does not wait: neither gains.
+   */
+  starved(wait: number): void {
+    if (this.#cpuWait !== null && wait > this.#cpuWait) {
+      this.#heartbeatBy += wait - this.#cpuWait;
+    }
+    this.#cpuWait = wait;
   }
 
   /** Why it is overdue at `now` (and should be killed), or null. */

@@ -319,6 +319,10 @@ export class Pool {
     const stall = Math.max(0, now - run.nextTickAt);
     for (const child of this.#children) {
       if (stall > 0) child.discount(stall);
+      if (child.late(now)) {
+        const wait = run.runtime.cpuWait(child.pid);
+        if (wait !== null) child.starved(wait);
+      }
       const overdue = child.overdue(now);
       if (overdue !== null) child.kill(overdue);
     }

@@ -208,6 +208,11 @@ export class FakeRuntime implements Runtime {
   isAlive(): boolean {
     return false;
   }
+  /** Runqueue wait per pid, in ms, set by tests; null when unset. */
+  readonly waits = new Map<number, number>();
+  cpuWait(pid: number): number | null {
+    return this.waits.get(pid) ?? null;
+  }
   onSignal(signal: SignalName, listener: () => void) {
     const set = this.#listeners.get(signal) ?? new Set();
     set.add(listener);

@@ -8,8 +8,8 @@
  *
  * @module
  */
-import { bunRuntime } from "./bun.ts";
-import { denoRuntime } from "./deno.ts";
+import { bunRuntime } from "./bun/mod.ts";
+import { denoRuntime } from "./deno/mod.ts";
 import type { Runtime } from "./types.ts";
 
 export type * from "./types.ts";

@@ -158,6 +158,12 @@ export interface Runtime extends FileSystem, Clock {
   kill(pid: number, signal: SignalName): boolean;
   /** Whether a process with this pid exists (zombies count as gone). */
   isAlive(pid: number): boolean;
+  /**
+   * How long (ms, all its life) the main thread of process `pid` waited
+   * for a CPU while it was runnable (Linux `/proc/<pid>/schedstat`); null
+   * where that is not known.
+   */
+  cpuWait(pid: number): number | null;
   /** Adds a signal listener; returns the function that removes it. */
   onSignal(signal: SignalName, listener: () => void): () => void;
   exit(code: number): never;

@@ -366,6 +366,28 @@ describe("the master (fake runtime)", () => {
     assert.equal(await exit, 0);
   });
 
+  test("time a worker spent waiting for a CPU is not held against it", async () => {
+    const { runtime, exit, logged } = await setup({
+      workers: 2,
+      workerTimeout: 1000,
+    });
+    await bootAll(runtime);
+    const [starved, hung] = runtime.alive();
+    // Both go silent for 3 s: one waits for a CPU nearly all the time (a
+    // machine busy starting many processes), the other runs (a hung loop).
+    runtime.waits.set(starved.pid, 0);
+    runtime.waits.set(hung.pid, 0);
+    for (let t = 0; t < 3000; t += 100) {
+      runtime.waits.set(starved.pid, runtime.waits.get(starved.pid)! + 95);
+      await runtime.advance(100);
+    }
+    assert.deepEqual(starved.signals, []);
+    assert.deepEqual(hung.signals, ["SIGKILL"]);
+    assert.equal(logged(/sent no heartbeat/).length, 1);
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+  });
+
   test("a connection that breaks the protocol costs that worker only", async () => {
     const { runtime, exit, logged } = await setup({ workers: 3 });
     const ends = await bootAll(runtime);

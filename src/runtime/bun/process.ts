@@ -1,0 +1,162 @@
+/**
+ * Processes for the Bun adapter: the command that re-runs the script,
+ * spawning, signals, liveness.
+ *
+ * @module
+ */
+import type {
+  ChildProcess,
+  ExitStatus,
+  Runtime,
+  SignalName,
+  SpawnOptions,
+} from "../types.ts";
+import { bun, type BunSubprocess, code, fs, node } from "./globals.ts";
+
+/** Processes, signals, the environment, time. */
+export const processes: Pick<
+  Runtime,
+  | "scriptCommand"
+  | "missingPoolPermission"
+  | "getEnv"
+  | "deleteEnv"
+  | "spawn"
+  | "kill"
+  | "isAlive"
+  | "cpuWait"
+  | "onSignal"
+  | "exit"
+  | "unrefTimer"
+  | "now"
+  | "setTimeout"
+  | "clearTimeout"
+> = {
+  scriptCommand: () => ({
+    command: node().execPath,
+    args: [...node().execArgv, bun().main, ...node().argv.slice(2)],
+  }),
+  missingPoolPermission: () => null,
+  getEnv: (name) => node().env[name],
+  deleteEnv(name) {
+    delete node().env[name];
+  },
+  spawn,
+  kill(pid, signal) {
+    try {
+      node().kill(pid, signal);
+      return true;
+    } catch (error) {
+      if (code(error) === "ESRCH") return false;
+      throw error;
+    }
+  },
+  isAlive,
+  cpuWait,
+  onSignal(signal, listener) {
+    node().on(signal, listener);
+    return () => void node().off(signal, listener);
+  },
+  exit: (code) => node().exit(code),
+  unrefTimer: (timer) => (timer as { unref?: () => void }).unref?.(),
+  now: () => performance.now(),
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
+  clearTimeout: (timer) => clearTimeout(timer),
+};
+
+const SIGNAL_NUMBERS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+};
+
+function spawn(command: string, options: SpawnOptions): ChildProcess {
+  const pipe = (mode: string | undefined) =>
+    mode === "piped" ? "pipe" : mode === "null" ? "ignore" : "inherit";
+  // An fd of our own for the log file; the child gets a copy of it.
+  const logFd = options.logFile === undefined
+    ? null
+    : fs().openSync(options.logFile, "a");
+  let child: BunSubprocess;
+  try {
+    child = bun().spawn([command, ...options.args], {
+      // Bun replaces the environment rather than adding to it.
+      env: { ...node().env, ...options.env },
+      stdin: options.stdin === "null" ? "ignore" : "inherit",
+      stdout: logFd ?? pipe(options.stdout),
+      stderr: logFd ?? pipe(options.stderr),
+      detached: options.detached ?? false,
+    });
+  } finally {
+    if (logFd !== null) fs().closeSync(logFd);
+  }
+  const status: Promise<ExitStatus> = child.exited.then((code) => {
+    const signal = child.signalCode;
+    return signal === null
+      ? { code, signal: null }
+      : { code: signalExitCode(signal), signal };
+  });
+  const stream = (s: BunSubprocess["stdout"]) =>
+    s instanceof ReadableStream ? s : null;
+  return {
+    pid: child.pid,
+    stdout: stream(child.stdout),
+    stderr: stream(child.stderr),
+    status,
+    kill(signal: SignalName) {
+      if (child.exitCode !== null || child.signalCode !== null) return false;
+      child.kill(signal);
+      return true;
+    },
+    unref: () => child.unref(),
+  };
+}
+
+/** Whether `pid` names a live process: zombies (exited, not yet reaped) count as gone. */
+function isAlive(pid: number): boolean {
+  try {
+    node().kill(pid, 0);
+  } catch (error) {
+    // EPERM: the process exists but belongs to someone else.
+    return code(error) === "EPERM";
+  }
+  let stat: string;
+  try {
+    stat = fs().readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch (error) {
+    // Gone since the probe, or no /proc (not Linux): the probe said alive.
+    return code(error) !== "ENOENT" || node().platform !== "linux";
+  }
+  // The state letter follows the parenthesised command name.
+  return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+}
+
+/** `128 + n` for a process killed by signal `name`, as shells report it. */
+function signalExitCode(name: string): number {
+  return 128 + (SIGNAL_NUMBERS[name] ?? 0);
+}
+
+/** Runqueue wait of `pid`'s main thread in ms, from /proc; null elsewhere. */
+function cpuWait(pid: number): number | null {
+  const path = `/proc/${pid}/schedstat`;
+  let text: string;
+  try {
+    text = fs().readFileSync(path, "utf8");
+  } catch {
+    return null; // gone, or not Linux: nothing is known
+  }
+  // "<ns on a CPU> <ns waiting on a runqueue> <timeslices>"
+  const wait = Number(text.split(" ")[1]);
+  return Number.isFinite(wait) ? wait / 1e6 : null;
+}

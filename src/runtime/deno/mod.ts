@@ -1,0 +1,28 @@
+/**
+ * The Deno adapter: `Deno.Command`, `Deno.addSignalListener`, `Deno.listen`,
+ * `Deno.serve`. The same file names as the Bun adapter's, so the two can be
+ * read side by side.
+ *
+ * @module
+ */
+import type { Runtime } from "../types.ts";
+import { files } from "./files.ts";
+import { processes } from "./process.ts";
+import { http } from "./serve.ts";
+import { sockets } from "./socket.ts";
+
+/** Creates the Deno adapter; throws when not running under Deno. */
+export function denoRuntime(): Runtime {
+  if (typeof Deno === "undefined" || typeof Deno.Command !== "function") {
+    throw new Error("Cannot load the workerpool Deno adapter: not on Deno");
+  }
+  return {
+    name: "deno",
+    version: Deno.version.deno,
+    pid: Deno.pid,
+    ...processes,
+    ...files,
+    ...sockets,
+    ...http,
+  };
+}
