@@ -25,7 +25,7 @@ import { ControlServer, removeStaleControlDirs } from "./_control_server.ts";
 import type { ResolvedOptions } from "./_options.ts";
 import { Outputs } from "./_output.ts";
 import { ExitCode, type WorkerMessage } from "./_protocol.ts";
-import { type Slot, Slots } from "./_slots.ts";
+import type { Slot, Slots } from "./_slots.ts";
 import { describe } from "./errors.ts";
 import { createLogger } from "./logging.ts";
 import type { ExitStatus, Runtime, SignalName, Timer } from "./runtime/mod.ts";
@@ -62,9 +62,10 @@ export class Pool {
   #stopped = Promise.withResolvers<void>();
   #allReady = Promise.withResolvers<void>();
 
-  constructor(options: ResolvedOptions) {
+  /** A pool of `slots`, the ids the `Supervisor` has held so far. */
+  constructor(options: ResolvedOptions, slots: Slots) {
     this.#options = options;
-    this.#slots = new Slots(options);
+    this.#slots = slots;
     this.#allReady.promise.catch(() => {}); // awaited only by a daemon
   }
 

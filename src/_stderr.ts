@@ -9,7 +9,7 @@
  * @module
  */
 import { BurstWriter } from "./_burst_writer.ts";
-import { currentRuntime } from "./runtime/mod.ts";
+import { loadedRuntime } from "./runtime/mod.ts";
 
 /** Bytes that may wait for a stalled stderr before lines are dropped. */
 const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
@@ -21,8 +21,12 @@ let dropped = 0;
 /** Writes `text` to stderr, never blocking; see the module doc. */
 export function writeStderr(text: string): void {
   if (writer === null) {
-    const runtime = currentRuntime();
-    writer = new BurstWriter((data) => runtime.writeStderr(data));
+    const runtime = loadedRuntime();
+    // Not loaded yet: nothing of the pool runs yet either, so nothing waits.
+    if (runtime === undefined) return void console.error(text.trimEnd());
+    writer = new BurstWriter((data) =>
+      (loadedRuntime() ?? runtime).writeStderr(data)
+    );
   }
   if (writer.queued > MAX_QUEUED_BYTES) {
     dropped++;

@@ -4,17 +4,15 @@
  *
  * @module
  */
-import { launchDaemon } from "./_daemon.ts";
-import { runMaster } from "./_master_main.ts";
 import {
   checkKeys,
   type ResolvedOptions,
   resolveOptions,
   toFactory,
 } from "./_options.ts";
-import { Pool } from "./_pool.ts";
+import type { Pool } from "./_pool.ts";
 import { DAEMON_ENV, takeWorkerEnv } from "./_protocol.ts";
-import { runWorker } from "./_worker_main.ts";
+import { Slots } from "./_slots.ts";
 import { describeValue } from "./errors.ts";
 import { loadRuntime, type Runtime } from "./runtime/mod.ts";
 import type {
@@ -61,7 +59,11 @@ import {
 export class Supervisor {
   #create: WorkerFactory;
   #options: ResolvedOptions;
-  #pool: Pool;
+  /** The worker ids; the pool takes them over in the master's main(). */
+  #slots: Slots;
+  #pool: Pool | null = null;
+  /** A stop asked for before main() ran. */
+  #stopBeforeMain: "SIGTERM" | "SIGINT" | null = null;
   #startCallbacks: LifecycleCallback[] = [];
   #shutdownCallbacks: LifecycleCallback[] = [];
 
@@ -75,7 +77,7 @@ export class Supervisor {
   ) {
     this.#create = toFactory(worker);
     this.#options = resolveOptions(options);
-    this.#pool = new Pool(this.#options);
+    this.#slots = new Slots(this.#options);
   }
 
   /** Appends a callback run in the master before the workers are spawned. */
@@ -90,12 +92,13 @@ export class Supervisor {
 
   /** A snapshot of the pool: one entry per worker id. */
   get pool(): readonly WorkerInfo[] {
-    return this.#pool.snapshot();
+    return this.#pool?.snapshot() ?? this.#slots.snapshot(0, false);
   }
 
   /** Adds worker `id` (spawned at once when the pool runs). */
   addWorker(id: number): void {
-    this.#pool.addWorker(id);
+    if (this.#pool !== null) this.#pool.addWorker(id);
+    else this.#slots.add(id);
   }
 
   /**
@@ -105,8 +108,12 @@ export class Supervisor {
    * @param id The worker id to remove.
    * @param signal The signal that stops it; `"SIGTERM"` when left out.
    */
-  removeWorker(id: number, signal: SignalName = "SIGTERM"): Promise<void> {
-    return this.#pool.removeWorker(id, signal);
+  async removeWorker(
+    id: number,
+    signal: SignalName = "SIGTERM",
+  ): Promise<void> {
+    if (this.#pool !== null) return await this.#pool.removeWorker(id, signal);
+    this.#slots.remove(id);
   }
 
   /** Stops the pool gracefully: the same as {@linkcode terminate}. */
@@ -116,12 +123,19 @@ export class Supervisor {
 
   /** The `SIGTERM` path; resolves once every worker has exited. */
   terminate(): Promise<void> {
-    return this.#pool.shutdown("SIGTERM");
+    return this.#stop("SIGTERM");
   }
 
   /** The `SIGINT` path; resolves once every worker has exited. */
   interrupt(): Promise<void> {
-    return this.#pool.shutdown("SIGINT");
+    return this.#stop("SIGINT");
+  }
+
+  #stop(signal: "SIGTERM" | "SIGINT"): Promise<void> {
+    if (this.#pool !== null) return this.#pool.shutdown(signal);
+    // Nothing runs yet: main() will run nothing.
+    this.#stopBeforeMain ??= signal;
+    return Promise.resolve();
   }
 
   /**
@@ -142,14 +156,26 @@ export class Supervisor {
       get: (name: string) => runtime.getEnv(name),
       delete: (name: string) => runtime.deleteEnv(name),
     };
+    // Each side loads only its own modules: every module costs each
+    // process of the pool start-up time.
     const workerEnv = takeWorkerEnv(env);
     if (workerEnv !== null) {
+      const { runWorker } = await import("./_worker_main.ts");
       return await runWorker(runtime, this.#create, workerEnv);
     }
     const launcher = env.get(DAEMON_ENV);
     env.delete(DAEMON_ENV);
     if (options.daemonize && launcher === undefined) {
+      const { launchDaemon } = await import("./_daemon.ts");
       return await launchDaemon(runtime, options.pidfile);
+    }
+    const [{ Pool }, { runMaster }] = await Promise.all([
+      import("./_pool.ts"),
+      import("./_master_main.ts"),
+    ]);
+    this.#pool = new Pool(this.#options, this.#slots);
+    if (this.#stopBeforeMain !== null) {
+      this.#pool.shutdown(this.#stopBeforeMain);
     }
     return await runMaster(runtime, {
       pool: this.#pool,

@@ -1,7 +1,7 @@
 // A runtime whose processes, sockets and clock are objects: the master's
 // logic runs against it with no process spawned and no real time passing;
 // every exit, frame and millisecond is under the test's control.
-import { currentRuntime } from "../src/runtime/mod.ts";
+import { loadRuntime } from "../src/runtime/mod.ts";
 import type {
   ChildProcess,
   Connection,
@@ -156,7 +156,7 @@ interface PendingTimer {
   callback: () => void;
 }
 
-const real = currentRuntime();
+const real = await loadRuntime();
 
 /** The fake runtime: fake processes, sockets, clock; the real file system. */
 export class FakeRuntime implements Runtime {

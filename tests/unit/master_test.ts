@@ -20,6 +20,14 @@ class Idle extends WorkerBase {
 
 afterEach(() => useRuntime(undefined));
 
+/** Lets the master run until `check` holds (a bounded number of turns). */
+async function until(check: () => boolean): Promise<void> {
+  for (let turn = 0; !check(); turn++) {
+    if (turn === 200) throw new Error("The master never got there");
+    await settle();
+  }
+}
+
 async function setup(options: SupervisorOptions = {}) {
   const runtime = new FakeRuntime();
   useRuntime(runtime);
@@ -36,7 +44,8 @@ async function setup(options: SupervisorOptions = {}) {
       throw error;
     },
   );
-  await settle();
+  // main() loads the master's modules first: wait for the spawns.
+  await until(() => runtime.children.length > 0);
   const logged = (pattern: RegExp) =>
     records.filter((r) => pattern.test(r.msg));
   const stateOf = (id: number) =>
@@ -114,8 +123,7 @@ describe("the master (fake runtime)", () => {
       order.push(supervisor.pool.map((w) => `${w.id} ${w.state}`).join(", "));
     });
     const exit = supervisor.main().catch((e: FakeExit) => e.code);
-    await settle();
-    assert.equal(runtime.children.length, 2);
+    await until(() => runtime.children.length === 2);
     await supervisor.terminate();
     assert.equal(await exit, 0);
     assert.deepEqual(order, [
