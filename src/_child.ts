@@ -332,6 +332,6 @@ export function spawnChild(
 
 /** A random secret, 32 hex digits. */
 function randomToken(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  // randomUUID is 122 random bits; hex digits by hand cost Bun 1 ms cold.
+  return crypto.randomUUID().replaceAll("-", "");
 }

@@ -141,14 +141,19 @@ export class Pool {
       nextTickAt: 0,
     };
     this.#state = "running";
+    for (const slot of this.#slots) this.#spawn(slot);
+    // Said and done after the spawns: nothing delays the workers' start.
     log.info(
-      `starting ${
+      `started ${
         plural(this.#slots.size, "worker")
       } on ${runtime.name} ${runtime.version}`,
     );
-    for (const slot of this.#slots) this.#spawn(slot);
     this.#scheduleTick();
-    removeStaleControlDirs(runtime, log).catch((error) =>
+    // Housekeeping once the pool is up, not while its workers start.
+    this.#allReady.promise.then(
+      () => removeStaleControlDirs(runtime, log),
+      () => {}, // stopped first: nothing to clean up for
+    ).catch((error) =>
       log.debug(`Cannot look for stale control directories: ${describe(error)}`)
     );
   }

@@ -20,7 +20,7 @@ import {
   setProcessSink,
   toJsonSafe,
 } from "./logging.ts";
-import type { Runtime } from "./runtime/mod.ts";
+import type { Runtime, Timer } from "./runtime/mod.ts";
 import type { LogRecord } from "./types.ts";
 import type { WorkerBase, WorkerFactory } from "./worker.ts";
 
@@ -45,10 +45,12 @@ export async function runWorker(
     client.send({ t: "log", record: toWire(record) });
   setProcessSink(forward);
   const log = createLogger("workerpool.worker", forward);
-  const beat = setInterval(
-    () => client.send({ t: "hb" }),
-    env.heartbeatInterval,
-  );
+  let beat: Timer | undefined;
+  const heartbeat = () => {
+    client.send({ t: "hb" });
+    beat = runtime.setTimeout(heartbeat, env.heartbeatInterval);
+  };
+  beat = runtime.setTimeout(heartbeat, env.heartbeatInterval);
   let worker: WorkerBase | null = null;
   let code: number = ExitCode.ok;
   /** Said on stderr if the master cannot hear it. */
@@ -106,7 +108,7 @@ export async function runWorker(
       log.error(`${who} failed: ${describe(error)}`);
     }
   } finally {
-    clearInterval(beat);
+    runtime.clearTimeout(beat);
     clearTimeout(deadline);
   }
   // The master answers the goodbye by closing the channel: then it has read

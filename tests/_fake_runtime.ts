@@ -244,10 +244,12 @@ export class FakeRuntime implements Runtime {
   setTimeout(callback: () => void, ms: number): Timer {
     const seq = ++this.#seq;
     this.#timers.set(seq, { at: this.#now + Math.max(0, ms), seq, callback });
-    return seq as unknown as Timer;
+    return { seq } as unknown as Timer;
   }
   clearTimeout(timer: Timer | undefined): void {
-    this.#timers.delete(timer as unknown as number);
+    if (timer !== undefined) {
+      this.#timers.delete((timer as unknown as { seq: number }).seq);
+    }
   }
   /** Lets `ms` pass, running each timer when due, in order. */
   async advance(ms: number): Promise<void> {

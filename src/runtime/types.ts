@@ -20,8 +20,10 @@ export type SignalName =
   | "SIGTTOU"
   | "SIGWINCH";
 
-/** A pending timer of a {@linkcode Clock}. */
-export type Timer = ReturnType<typeof setTimeout>;
+declare const timer: unique symbol;
+
+/** A pending timer of a {@linkcode Clock}: opaque, each adapter its own. */
+export type Timer = { readonly [timer]: true };
 
 /** Time, as the master measures deadlines with it. */
 export interface Clock {

@@ -10,6 +10,7 @@ import type {
   Runtime,
   SignalName,
   SpawnOptions,
+  Timer,
 } from "../types.ts";
 import { bun, type BunSubprocess, code, fs, node } from "./globals.ts";
 
@@ -59,8 +60,9 @@ export const processes: Pick<
   exit: (code) => node().exit(code),
   unrefTimer: (timer) => (timer as { unref?: () => void }).unref?.(),
   now: () => performance.now(),
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (timer) => clearTimeout(timer),
+  setTimeout: (callback, ms) => setTimeout(callback, ms) as unknown as Timer,
+  clearTimeout: (timer) =>
+    clearTimeout(timer as unknown as ReturnType<typeof setTimeout>),
 };
 
 const SIGNAL_NUMBERS: Record<string, number> = {
