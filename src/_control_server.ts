@@ -46,12 +46,27 @@ export class ControlServer {
   #unauthenticated = new Set<Connection>();
   #evicted = 0;
 
-  constructor(runtime: Runtime, log: Logger, events: ControlEvents) {
+  /** Makes the private directory and listens in it. */
+  static async open(
+    runtime: Runtime,
+    log: Logger,
+    events: ControlEvents,
+  ): Promise<ControlServer> {
+    const dir = await runtime.makeTempDir(controlDirPrefix(runtime.pid));
+    return new ControlServer(runtime, log, events, dir);
+  }
+
+  private constructor(
+    runtime: Runtime,
+    log: Logger,
+    events: ControlEvents,
+    dir: string,
+  ) {
     this.#runtime = runtime;
     this.#log = log;
     this.#events = events;
-    this.dir = runtime.makeTempDir(controlDirPrefix(runtime.pid));
-    this.socketPath = controlSocketPath(this.dir);
+    this.dir = dir;
+    this.socketPath = controlSocketPath(dir);
     // The directory was created just now, private to this process: no
     // stale socket file can be in it, nothing to unlink before listening.
     this.#listener = runtime.listenUnix(

@@ -55,7 +55,7 @@ export async function launchDaemon(
   }
   // Named like a control directory, so a later master removes it if this
   // launcher is killed before it can.
-  const dir = runtime.makeTempDir(controlDirPrefix(runtime.pid));
+  const dir = await runtime.makeTempDir(controlDirPrefix(runtime.pid));
   const woken = Promise.withResolvers<void>();
   const listener = runtime.listenUnix(`${dir}/${WAKE}`, (connection) => {
     connection.close();

@@ -125,10 +125,14 @@ export class Pool {
     );
     if (this.#state !== "idle") return void await outputs.close();
     const childLog = master("workerpool.child");
-    const control = new ControlServer(runtime, log, {
+    const control = await ControlServer.open(runtime, log, {
       message: (child, message) => this.#onMessage(child, message),
       lost: (child, cause) => this.#onLost(child, cause),
     });
+    if (this.#state !== "idle") {
+      control.close();
+      return void await outputs.close();
+    }
     this.#run = {
       runtime,
       emit,

@@ -55,8 +55,13 @@ export async function runWorker(
   let code: number = ExitCode.ok;
   /** Said on stderr if the master cannot hear it. */
   let lastWords: string | null = null;
+  let deadline: ReturnType<typeof setTimeout> | undefined;
+  let saidBye = false;
   client.closed.then(
-    () => leave(masterGone(runtime, env, who)),
+    async () => {
+      if (saidBye) return;
+      leave(await masterGone(runtime, env, who));
+    },
     (error) => {
       code = ExitCode.failure;
       leave(`${who} cannot reach its master: ${describe(error)}`);
@@ -64,8 +69,6 @@ export async function runWorker(
   );
   // Stops the worker once the channel is gone; bounded, as an orphan must
   // go even if its main() ignores the stop.
-  let deadline: ReturnType<typeof setTimeout> | undefined;
-  let saidBye = false;
   const leave = (why: string) => {
     if (saidBye || worker !== null && !worker.isRunning()) return;
     console.error(`workerpool: ${why}`);
@@ -123,14 +126,26 @@ export async function runWorker(
   return code;
 }
 
+/** How long a dying master may still look alive once its sockets closed. */
+const MASTER_EXIT_MS = 200;
+
 /**
  * Why the channel ended. A connection can end while the master lives (it
  * dropped a worker that broke the protocol): only a master whose process is
- * gone leaves its private directory behind, for its workers to remove.
+ * gone leaves its private directory behind, for its workers to remove. A
+ * killed process closes its files before it turns into a zombie, so a
+ * master that still looks alive is asked again, briefly.
  */
-function masterGone(runtime: Runtime, env: WorkerEnv, who: string): string {
-  if (runtime.isAlive(env.masterPid)) {
-    return `${who} lost its control connection; shutting down`;
+async function masterGone(
+  runtime: Runtime,
+  env: WorkerEnv,
+  who: string,
+): Promise<string> {
+  for (let waited = 0; runtime.isAlive(env.masterPid); waited += 10) {
+    if (waited >= MASTER_EXIT_MS) {
+      return `${who} lost its control connection; shutting down`;
+    }
+    await new Promise<void>((resolve) => runtime.setTimeout(resolve, 10));
   }
   const dir = controlDirOf(env.socket);
   if (dir !== null) {

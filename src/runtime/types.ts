@@ -121,7 +121,7 @@ export interface FileSystem {
   /** The system's temporary folder (`$TMPDIR`, else /tmp). */
   tempDir(): string;
   /** Creates a private (0700) directory in the system's temporary folder. */
-  makeTempDir(prefix: string): string;
+  makeTempDir(prefix: string): Promise<string>;
   /** The names in a directory. */
   readDir(path: string): string[];
   /** Removes a file or a whole directory; nothing when it is missing. */

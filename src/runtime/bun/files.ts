@@ -67,24 +67,28 @@ export const files: FileSystem & Pick<Runtime, "writeStderr"> = {
   openAppend: (path) => Promise.resolve(appendFile(path)),
 };
 
-/**
- * A private (0700) temporary directory. mktemp(1) rather than node:fs: the
- * first use of node:fs costs a Bun process about 4.5 MB for good, and the
- * master otherwise needs node:fs only when it stops (measured, Bun 1.4.5).
- */
 function tempDir(): string {
   return (node().env["TMPDIR"] || "/tmp").replace(/\/$/, "");
 }
 
-function makeTempDir(prefix: string): string {
-  const base = tempDir();
-  const made = bun().spawnSync(["mktemp", "-d", `${base}/${prefix}XXXXXX`], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "inherit",
-  });
-  if (made.success) return new TextDecoder().decode(made.stdout).trim();
-  return fs().mkdtempSync(`${base}/${prefix}`);
+/**
+ * A private (0700) temporary directory, made by writing a file in it with
+ * the umask at 077. Neither mktemp(1) (a process: 7 ms before the first
+ * worker can be spawned) nor node:fs (6 ms and 4.5 MB on first use), both
+ * measured on Bun 1.4.5. The name carries 128 random bits: nobody can have
+ * made it first.
+ */
+async function makeTempDir(prefix: string): Promise<string> {
+  const dir = `${tempDir()}/${prefix}${
+    crypto.randomUUID().replaceAll("-", "")
+  }`;
+  const umask = node().umask(0o077);
+  try {
+    await bun().write(`${dir}/.made`, "");
+  } finally {
+    node().umask(umask);
+  }
+  return dir;
 }
 
 function appendFile(path: string): AppendFile {

@@ -41,6 +41,7 @@ export interface NodeProcess {
   readonly argv: string[];
   readonly env: Record<string, string | undefined>;
   cwd(): string;
+  umask(mask: number): number;
   kill(pid: number, signal: string | number): void;
   on(signal: string, listener: () => void): void;
   off(signal: string, listener: () => void): void;
@@ -86,10 +87,7 @@ export interface BunGlobal {
   readonly version: string;
   readonly main: string;
   spawn(cmd: string[], options: Record<string, unknown>): BunSubprocess;
-  spawnSync(
-    cmd: string[],
-    options: Record<string, unknown>,
-  ): { success: boolean; stdout: Uint8Array };
+  write(path: string, data: string): Promise<number>;
   Glob: new (pattern: string) => {
     scanSync(
       options: { cwd: string; onlyFiles: boolean; dot: boolean },

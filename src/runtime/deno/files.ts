@@ -12,7 +12,7 @@ export const files: FileSystem & Pick<Runtime, "writeStderr"> = {
   writeStderr: (data) => writeAll(Deno.stderr, data),
   cwd: () => Deno.cwd(),
   tempDir,
-  makeTempDir: (prefix) => Deno.makeTempDirSync({ prefix }),
+  makeTempDir: (prefix) => Promise.resolve(Deno.makeTempDirSync({ prefix })),
   readDir: (path) => Array.from(Deno.readDirSync(path), (entry) => entry.name),
   remove(path) {
     ignoreNotFound(() => Deno.removeSync(path, { recursive: true }));

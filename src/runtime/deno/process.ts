@@ -84,7 +84,8 @@ export const processes: Pick<
       & DenoTimer
       & Timer;
   },
-  clearTimeout: (timer) => (timer as DenoTimer | undefined)?.cancel(),
+  clearTimeout: (timer) =>
+    (timer as unknown as DenoTimer | undefined)?.cancel(),
 };
 
 interface DenoTimer {
