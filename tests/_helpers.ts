@@ -2,6 +2,7 @@
 // observable facts with a bound, and find every process a test started.
 import process from "node:process";
 import { after } from "node:test";
+import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer, Socket } from "node:net";
@@ -200,4 +201,43 @@ export function readEvents(path: string): string[] {
     if ((error as { code?: string }).code === "ENOENT") return [];
     throw error;
   }
+}
+
+/** The pid answering for worker `id` on `port` (other than `not`). */
+export function pidOf(port: number, id: number, not?: number): Promise<number> {
+  return waitFor(`worker ${id} to answer`, async () => {
+    const [seen, pid] = (await getWhenUp(port)).split(" ").map(Number);
+    return seen === id && pid !== not ? pid : undefined;
+  });
+}
+
+/** Collects "id pid" answers until `ids` distinct worker ids were seen. */
+export async function answering(
+  port: number,
+  ids: number,
+): Promise<Map<number, number>> {
+  const seen = new Map<number, number>();
+  await waitFor(`${ids} distinct workers to answer`, async () => {
+    const [id, pid] = (await getWhenUp(port)).split(" ").map(Number);
+    seen.set(id, pid);
+    return seen.size >= ids;
+  });
+  return seen;
+}
+
+/** SIGTERM to the master: it exits 0 and leaves no process behind. */
+export async function stopAndCheck(master: Master): Promise<void> {
+  master.kill("SIGTERM");
+  assert.equal((await master.exited).code, 0, master.output());
+  await waitAllGone(master.tag);
+}
+
+/**
+ * The control socket a worker was started with: /proc keeps the environment
+ * a process began with, even after it removed the variable.
+ */
+export function controlSocketOf(pid: number): string {
+  const environ = readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
+  const name = "WORKERPOOL_CONTROL_SOCKET=";
+  return environ.find((v) => v.startsWith(name))!.slice(name.length);
 }

@@ -114,8 +114,13 @@ export interface AppendFile {
   close(): Promise<void>;
 }
 
-/** The file operations workerpool needs. */
+/** The file operations workerpool needs (the adapters' files.ts). */
 export interface FileSystem {
+  /**
+   * Writes to this process's stderr without blocking the event loop, even
+   * when stderr is a pipe nobody reads; resolves once all was written.
+   */
+  writeStderr(data: Uint8Array): Promise<void>;
   /** The current working directory. */
   cwd(): string;
   /** The system's temporary folder (`$TMPDIR`, else /tmp). */
@@ -138,11 +143,8 @@ export interface FileSystem {
   openAppend(path: string): Promise<AppendFile>;
 }
 
-/** Everything workerpool needs from the JavaScript runtime. */
-export interface Runtime extends FileSystem, Clock {
-  readonly name: "deno" | "bun";
-  readonly version: string;
-  readonly pid: number;
+/** Processes, signals, the environment and time (the adapters' process.ts). */
+export interface Processes extends Clock {
   /**
    * The command that re-runs the current script as a worker, with the same
    * runtime flags (Deno: never more permissions than this process has).
@@ -169,13 +171,12 @@ export interface Runtime extends FileSystem, Clock {
   /** Adds a signal listener; returns the function that removes it. */
   onSignal(signal: SignalName, listener: () => void): () => void;
   exit(code: number): never;
-  /**
-   * Writes to this process's stderr without blocking the event loop, even
-   * when stderr is a pipe nobody reads; resolves once all was written.
-   */
-  writeStderr(data: Uint8Array): Promise<void>;
   /** Keeps a timer from holding the process open. */
   unrefTimer(timer: ReturnType<typeof setTimeout>): void;
+}
+
+/** Unix sockets (the adapters' socket.ts). */
+export interface Sockets {
   /**
    * Listens on a Unix socket. A failed accept (out of file descriptors) is
    * passed to `onError` and accepting goes on: it never ends the process.
@@ -186,10 +187,21 @@ export interface Runtime extends FileSystem, Clock {
     onError: (error: unknown) => void,
   ): UnixListener;
   connectUnix(path: string): Promise<Connection>;
-  /** Whether {@linkcode Runtime.serve} can use `reusePort` here. */
+}
+
+/** HTTP (the adapters' serve.ts). */
+export interface Http {
+  /** Why `serve` cannot use `reusePort` here, or null. */
   reusePortError(): string | null;
   serve(
     options: HttpServeOptions,
     handler: (request: Request) => Response | Promise<Response>,
   ): Promise<HttpServerHandle>;
+}
+
+/** Everything workerpool needs from the JavaScript runtime. */
+export interface Runtime extends Processes, FileSystem, Sockets, Http {
+  readonly name: "deno" | "bun";
+  readonly version: string;
+  readonly pid: number;
 }

@@ -9,14 +9,16 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { join } from "node:path";
 import {
+  answering,
   cleanup,
+  controlSocketOf,
   fixture,
   freePort,
-  getWhenUp,
-  type Master,
+  pidOf,
   readEvents,
   runtime,
   startScript,
+  stopAndCheck,
   testDir,
   waitAllGone,
   waitFor,
@@ -24,38 +26,6 @@ import {
 
 const dir = testDir();
 const pool = fixture("pool.ts");
-
-/** The pid answering for worker `id` on `port` (not `not`). */
-function pidOf(port: number, id: number, not?: number): Promise<number> {
-  return waitFor(`worker ${id} to answer`, async () => {
-    const [seen, pid] = (await getWhenUp(port)).split(" ").map(Number);
-    return seen === id && pid !== not ? pid : undefined;
-  });
-}
-
-/** Every worker id seen answering, with its pid, until `ids` were seen. */
-async function answering(port: number, ids: number) {
-  const seen = new Map<number, number>();
-  await waitFor(`${ids} workers to answer`, async () => {
-    const [id, pid] = (await getWhenUp(port)).split(" ").map(Number);
-    seen.set(id, pid);
-    return seen.size >= ids;
-  });
-  return seen;
-}
-
-async function stopAndCheck(master: Master): Promise<void> {
-  master.kill("SIGTERM");
-  assert.equal((await master.exited).code, 0, master.output());
-  await waitAllGone(master.tag);
-}
-
-/** The control socket a worker was started with (its initial environment). */
-function controlSocketOf(pid: number): string {
-  const environ = readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
-  const name = "WORKERPOOL_CONTROL_SOCKET=";
-  return environ.find((v) => v.startsWith(name))!.slice(name.length);
-}
 
 describe("a log record of any size", () => {
   test("reaches the master cut with a marker, and the pool stays whole", async () => {

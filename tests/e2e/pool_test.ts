@@ -7,6 +7,7 @@ import { readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import {
+  answering,
   cleanup,
   fixture,
   freePort,
@@ -22,23 +23,12 @@ import {
 const dir = testDir();
 const pool = fixture("pool.ts");
 
-/** Collects "id pid" answers until `ids` distinct worker ids were seen. */
-async function answersFromIds(port: number, ids: number) {
-  const seen = new Map<number, number>();
-  await waitFor(`${ids} distinct workers to answer`, async () => {
-    const [id, pid] = (await getWhenUp(port)).split(" ").map(Number);
-    seen.set(id, pid);
-    return seen.size >= ids;
-  });
-  return seen;
-}
-
 describe("a pool on one port", () => {
   test("answers HTTP from two distinct worker pids", async () => {
     const port = await freePort();
     const master = startScript(pool, { FIXTURE_PORT: String(port) });
     try {
-      const seen = await answersFromIds(port, 2);
+      const seen = await answering(port, 2);
       assert.deepEqual([...seen.keys()].sort(), [0, 1]);
       assert.equal(new Set(seen.values()).size, 2);
       assert.ok(![...seen.values()].includes(master.pid));
@@ -54,7 +44,7 @@ describe("a pool on one port", () => {
     const port = await freePort();
     const master = startScript(pool, { FIXTURE_PORT: String(port) });
     try {
-      const before = await answersFromIds(port, 2);
+      const before = await answering(port, 2);
       const victim = before.get(0)!;
       runtime.kill(victim, "SIGKILL");
       const replacement = await waitFor("a new pid for worker 0", async () => {
@@ -83,7 +73,7 @@ describe("a pool on one port", () => {
       FIXTURE_EVENTS: events,
     });
     try {
-      await answersFromIds(port, 2);
+      await answering(port, 2);
       await waitFor(
         "both workers in main",
         () =>

@@ -7,12 +7,15 @@ import { Socket } from "node:net";
 import { join } from "node:path";
 import {
   cleanup,
+  controlSocketOf,
   fixture,
   freePort,
   getWhenUp,
   type Master,
+  pidOf,
   runtime,
   startScript,
+  stopAndCheck,
   taggedPids,
   testDir,
   waitAllGone,
@@ -21,30 +24,6 @@ import {
 
 const dir = testDir();
 const pool = fixture("pool.ts");
-
-/** The pid currently answering for `id` on `port`. */
-function pidOf(port: number, id: number, not?: number): Promise<number> {
-  return waitFor(`worker ${id} to answer`, async () => {
-    const [seen, pid] = (await getWhenUp(port)).split(" ").map(Number);
-    return seen === id && pid !== not ? pid : undefined;
-  });
-}
-
-/**
- * The control socket a worker was started with: /proc keeps the environment
- * a process began with, even after it removed the variable.
- */
-function controlSocketOf(pid: number): string {
-  const environ = readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
-  const name = "WORKERPOOL_CONTROL_SOCKET=";
-  return environ.find((v) => v.startsWith(name))!.slice(name.length);
-}
-
-async function stopAndCheck(master: Master): Promise<void> {
-  master.kill("SIGTERM");
-  assert.equal((await master.exited).code, 0);
-  await waitAllGone(master.tag);
-}
 
 describe("hung workers", () => {
   test("a SIGSTOPped worker is killed and replaced", async () => {

@@ -4,11 +4,11 @@
  *
  * @module
  */
-import type { AppendFile, FileSystem, Runtime } from "../types.ts";
+import type { AppendFile, FileSystem } from "../types.ts";
 import { bun, code, fs, node } from "./globals.ts";
 
 /** The file operations, and stderr writes that never block the loop. */
-export const files: FileSystem & Pick<Runtime, "writeStderr"> = {
+export const files: FileSystem = {
   writeStderr: (data) => writeAll(2, data),
   cwd: () => node().cwd(),
   tempDir,

@@ -7,7 +7,7 @@
 import type {
   ChildProcess,
   ExitStatus,
-  Runtime,
+  Processes,
   SignalName,
   SpawnOptions,
   Timer,
@@ -15,23 +15,7 @@ import type {
 import { bun, type BunSubprocess, code, fs, node } from "./globals.ts";
 
 /** Processes, signals, the environment, time. */
-export const processes: Pick<
-  Runtime,
-  | "scriptCommand"
-  | "missingPoolPermission"
-  | "getEnv"
-  | "deleteEnv"
-  | "spawn"
-  | "kill"
-  | "isAlive"
-  | "cpuWait"
-  | "onSignal"
-  | "exit"
-  | "unrefTimer"
-  | "now"
-  | "setTimeout"
-  | "clearTimeout"
-> = {
+export const processes: Processes = {
   scriptCommand: () => ({
     command: node().execPath,
     args: [...node().execArgv, bun().main, ...node().argv.slice(2)],

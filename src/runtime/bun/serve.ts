@@ -3,11 +3,11 @@
  *
  * @module
  */
-import type { HttpServerHandle, Runtime } from "../types.ts";
+import type { Http, HttpServerHandle } from "../types.ts";
 import { bun } from "./globals.ts";
 
 /** Serving HTTP. */
-export const http: Pick<Runtime, "serve" | "reusePortError"> = {
+export const http: Http = {
   reusePortError: () => null,
   serve(options, handler): Promise<HttpServerHandle> {
     const server = bun().serve({ ...options, fetch: handler });

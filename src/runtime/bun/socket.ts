@@ -3,11 +3,11 @@
  *
  * @module
  */
-import type { Connection, Runtime, UnixListener } from "../types.ts";
+import type { Connection, Sockets, UnixListener } from "../types.ts";
 import { bun, type BunSocket, type BunSocketHandlers } from "./globals.ts";
 
 /** Listening and connecting. */
-export const sockets: Pick<Runtime, "listenUnix" | "connectUnix"> = {
+export const sockets: Sockets = {
   // Bun retries a failed accept itself and never reports it.
   listenUnix(path, onConnection): UnixListener {
     const listener = bun().listen({

@@ -4,11 +4,11 @@
  *
  * @module
  */
-import type { FileSystem, Runtime } from "../types.ts";
+import type { FileSystem } from "../types.ts";
 import { tempDir } from "./process.ts";
 
 /** The file operations, and stderr writes that never block the loop. */
-export const files: FileSystem & Pick<Runtime, "writeStderr"> = {
+export const files: FileSystem = {
   writeStderr: (data) => writeAll(Deno.stderr, data),
   cwd: () => Deno.cwd(),
   tempDir,

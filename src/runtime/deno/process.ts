@@ -7,7 +7,7 @@
 import type {
   ChildProcess,
   ExitStatus,
-  Runtime,
+  Processes,
   SignalName,
   SpawnOptions,
   Timer,
@@ -25,23 +25,7 @@ const PERMISSIONS = [
 ] as const;
 
 /** Processes, signals, the environment, time. */
-export const processes: Pick<
-  Runtime,
-  | "scriptCommand"
-  | "missingPoolPermission"
-  | "getEnv"
-  | "deleteEnv"
-  | "spawn"
-  | "kill"
-  | "isAlive"
-  | "cpuWait"
-  | "onSignal"
-  | "exit"
-  | "unrefTimer"
-  | "now"
-  | "setTimeout"
-  | "clearTimeout"
-> = {
+export const processes: Processes = {
   scriptCommand,
   missingPoolPermission,
   getEnv(name) {

@@ -3,10 +3,10 @@
  *
  * @module
  */
-import type { HttpServerHandle, Runtime } from "../types.ts";
+import type { Http, HttpServerHandle } from "../types.ts";
 
 /** Serving HTTP. */
-export const http: Pick<Runtime, "serve" | "reusePortError"> = {
+export const http: Http = {
   reusePortError() {
     // Without --unstable-net, Deno.serve({ reusePort }) exits the process
     // with code 70 and nothing can catch it; listenDatagram is unstable-net

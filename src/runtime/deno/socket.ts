@@ -3,13 +3,13 @@
  *
  * @module
  */
-import type { Connection, Runtime, UnixListener } from "../types.ts";
+import type { Connection, Sockets, UnixListener } from "../types.ts";
 
 /** The pause before accepting again after an accept failed (EMFILE). */
 const ACCEPT_RETRY_MS = 100;
 
 /** Listening and connecting. */
-export const sockets: Pick<Runtime, "listenUnix" | "connectUnix"> = {
+export const sockets: Sockets = {
   listenUnix,
   async connectUnix(path) {
     return wrapConn(await Deno.connect({ transport: "unix", path }));
