@@ -10,6 +10,7 @@
 import type { ChildHandle } from "./_child.ts";
 import { FrameError, readFrames, toWorkerMessage } from "./_frames.ts";
 import {
+  CONTROL_DIR_PREFIX,
   controlDirOwner,
   controlDirPrefix,
   controlSocketPath,
@@ -189,9 +190,9 @@ export async function removeStaleControlDirs(
   log: Logger,
 ): Promise<void> {
   const base = runtime.tempDir();
-  for (const name of runtime.readDir(base)) {
+  for (const name of runtime.readDir(base, CONTROL_DIR_PREFIX)) {
     const owner = controlDirOwner(name);
-    if (owner === null || owner === runtime.pid || runtime.isAlive(owner)) {
+    if (owner === null || owner === runtime.pid || runtime.exists(owner)) {
       continue;
     }
     const dir = `${base}/${name}`;

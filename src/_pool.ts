@@ -209,6 +209,7 @@ export class Pool {
   async removeWorker(id: number, signal: SignalName): Promise<void> {
     const slot = this.#slots.remove(id);
     if (this.#run !== null) slot.cancel(this.#run.runtime);
+    this.#checkAllReady(); // the others may be all there is left
     if (slot.child !== null) await slot.child.stop(signal);
   }
 

@@ -112,7 +112,7 @@ export function takeWorkerEnv(
 }
 
 /** Control directories are named `workerpool-<master pid>-<random>`. */
-const CONTROL_DIR_PREFIX = "workerpool-";
+export const CONTROL_DIR_PREFIX = "workerpool-";
 /** The control socket's name inside its directory. */
 const CONTROL_SOCKET = "control.sock";
 

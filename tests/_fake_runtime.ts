@@ -208,6 +208,9 @@ export class FakeRuntime implements Runtime {
   isAlive(): boolean {
     return false;
   }
+  exists(): boolean {
+    return false;
+  }
   /** Runqueue wait per pid, in ms, set by tests; null when unset. */
   readonly waits = new Map<number, number>();
   cpuWait(pid: number): number | null {

@@ -13,13 +13,12 @@ export const files: FileSystem = {
   cwd: () => node().cwd(),
   tempDir,
   makeTempDir,
-  readDir: (path) =>
+  // A pattern, not "*": Bun's glob keeps what it matched (measured: 2.2 MB
+  // for "workerpool-*" in a /tmp of 110 entries, 3.4 MB for "*").
+  readDir: (path, prefix) =>
     Array.from(
-      new (bun().Glob)("*").scanSync({
-        cwd: path,
-        onlyFiles: false,
-        dot: true,
-      }),
+      new (bun().Glob)(`${prefix.replace(/[[\]{}()*?!\\]/g, "\\$&")}*`)
+        .scanSync({ cwd: path, onlyFiles: false, dot: true }),
     ),
   remove: (path) => fs().rmSync(path, { recursive: true, force: true }),
   readTextFile(path) {

@@ -36,6 +36,15 @@ export const processes: Processes = {
     }
   },
   isAlive,
+  exists(pid) {
+    try {
+      node().kill(pid, 0);
+      return true;
+    } catch (error) {
+      // EPERM: the process exists but belongs to someone else.
+      return code(error) === "EPERM";
+    }
+  },
   cpuWait,
   onSignal(signal, listener) {
     node().on(signal, listener);

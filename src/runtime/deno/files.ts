@@ -13,7 +13,9 @@ export const files: FileSystem = {
   cwd: () => Deno.cwd(),
   tempDir,
   makeTempDir: (prefix) => Promise.resolve(Deno.makeTempDirSync({ prefix })),
-  readDir: (path) => Array.from(Deno.readDirSync(path), (entry) => entry.name),
+  readDir: (path, prefix) =>
+    Array.from(Deno.readDirSync(path), (entry) => entry.name)
+      .filter((name) => name.startsWith(prefix)),
   remove(path) {
     ignoreNotFound(() => Deno.removeSync(path, { recursive: true }));
   },

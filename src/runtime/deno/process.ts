@@ -49,6 +49,7 @@ export const processes: Processes = {
     }
   },
   isAlive,
+  exists: isAlive,
   cpuWait,
   onSignal(signal, listener) {
     Deno.addSignalListener(signal as Deno.Signal, listener);
