@@ -10,6 +10,7 @@ import {
   heartbeatInterval,
   type WorkerMessage,
 } from "./_protocol.ts";
+import { type ChildDeadlines, Deadlines } from "./_deadlines.ts";
 import { stackFrames } from "./errors.ts";
 import type {
   ChildProcess,
@@ -25,16 +26,6 @@ import type { Logger } from "./types.ts";
 
 /** Where a worker process is in its life. */
 export type ChildState = "starting" | "ready" | "stopping" | "exited";
-
-/** The deadlines a child is held to (milliseconds). */
-export interface ChildDeadlines {
-  /** From spawn to ready (its `onStart` callbacks finished). */
-  readyTimeout: number;
-  /** Between two signs of life, once it said hello. */
-  workerTimeout: number;
-  /** From the stop signal to SIGKILL. */
-  gracefulTimeout: number;
-}
 
 /** What a child reported when its `onStart` callbacks failed. */
 export interface BootFailure {
@@ -53,13 +44,10 @@ export class ChildHandle {
   #process: ChildProcess;
   #clock: Clock;
   #log: Logger;
-  #deadlines: ChildDeadlines;
+  #gracefulTimeout: number;
+  #deadlines: Deadlines;
   #state: ChildState = "starting";
   #connection: Connection | null = null;
-  #lastSeen: number;
-  #readyBy: number;
-  #heartbeatBy = Infinity;
-  #cpuWait: number | null = null;
   #killTimer: Timer | undefined;
   #sent: SignalName | null = null;
   #stoppedBy: string | null = null;
@@ -79,9 +67,9 @@ export class ChildHandle {
     this.#process = process;
     this.#clock = context.clock;
     this.#log = context.log;
-    this.#deadlines = context.deadlines;
-    this.spawnedAt = this.#lastSeen = this.#clock.now();
-    this.#readyBy = this.spawnedAt + this.#deadlines.readyTimeout;
+    this.#gracefulTimeout = context.deadlines.gracefulTimeout;
+    this.spawnedAt = this.#clock.now();
+    this.#deadlines = new Deadlines(this.spawnedAt, context.deadlines);
   }
 
   get pid(): number {
@@ -145,9 +133,7 @@ export class ChildHandle {
 
   /** Any frame from it: its event loop runs. */
   seen(): void {
-    this.#lastSeen = this.#clock.now();
-    this.#heartbeatBy = this.#lastSeen + this.#deadlines.workerTimeout;
-    this.#cpuWait = null;
+    this.#deadlines.seen(this.#clock.now());
   }
 
   /** A frame from it (log records aside, which the pool forwards). */
@@ -181,52 +167,28 @@ export class ChildHandle {
   }
 
   /**
-   * The master's own loop stood still for `ms` (a pause, a slow sink): that
-   * time is not the worker's, so its deadlines move by as much.
+   * Why it is overdue at `now` (and should be killed), or null. `stall` is
+   * how long the master's own loop stood still since the last check, and
+   * `cpuWait` tells how long a process waited for a CPU: neither counts
+   * against it (see `Deadlines`).
    */
-  discount(ms: number): void {
-    this.#readyBy += ms;
-    this.#heartbeatBy += ms;
-  }
-
-  /**
-   * Whether it has been silent long enough (two heartbeats) that the time
-   * it spent waiting for a CPU should be watched: see {@linkcode starved}.
-   */
-  late(now: number): boolean {
-    return this.#connection !== null &&
-      now - this.#lastSeen > 2 * this.#deadlines.workerTimeout / 5;
-  }
-
-  /**
-   * `wait` is how long (ms, all its life) its main thread has waited for a
-   * CPU while runnable. What it waited since the last sample was not its
-   * own silence: on a machine busy starting 32 workers on 2 cores, say, a
-   * healthy worker can go without a CPU for longer than `workerTimeout`.
-   * A hung loop runs and a stopped process does not wait: neither gains.
-   */
-  starved(wait: number): void {
-    if (this.#cpuWait !== null && wait > this.#cpuWait) {
-      this.#heartbeatBy += wait - this.#cpuWait;
-    }
-    this.#cpuWait = wait;
-  }
-
-  /** Why it is overdue at `now` (and should be killed), or null. */
-  overdue(now: number): string | null {
+  overdue(
+    now: number,
+    stall: number,
+    cpuWait: { cpuWait(pid: number): number | null },
+  ): string | null {
     if (this.#state !== "starting" && this.#state !== "ready") return null;
-    const { readyTimeout, workerTimeout } = this.#deadlines;
-    if (this.#state === "starting" && now > this.#readyBy) {
-      return this.#connection === null
-        ? `did not connect within readyTimeout ${readyTimeout} ms`
-        : `was not ready within readyTimeout ${readyTimeout} ms`;
+    if (stall > 0) this.#deadlines.discount(stall);
+    if (this.#connection !== null && this.#deadlines.late(now)) {
+      const wait = cpuWait.cpuWait(this.pid);
+      if (wait !== null) this.#deadlines.starved(wait);
     }
-    if (now > this.#heartbeatBy) {
-      return `sent no heartbeat for ${
-        Math.round(now - this.#lastSeen)
-      } ms (workerTimeout ${workerTimeout} ms)`;
-    }
-    return null;
+    const phase = this.#state === "ready"
+      ? "ready"
+      : this.#connection === null
+      ? "connecting"
+      : "starting";
+    return this.#deadlines.overdue(now, phase);
   }
 
   /**
@@ -277,7 +239,7 @@ export class ChildHandle {
   #stopping(): void {
     if (this.#state === "stopping" || this.#state === "exited") return;
     this.#state = "stopping";
-    const { gracefulTimeout } = this.#deadlines;
+    const gracefulTimeout = this.#gracefulTimeout;
     this.#killTimer = this.#clock.setTimeout(() => {
       if (this.#state === "exited") return;
       this.#log.warn(

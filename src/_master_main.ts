@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { removeStaleControlDirs } from "./_control_server.ts";
 import { type DaemonReport, reportToLauncher } from "./_daemon.ts";
 import type { ResolvedOptions } from "./_options.ts";
 import { Pidfile } from "./_pidfile.ts";
@@ -108,7 +109,14 @@ export async function runMaster(
       for (const callback of parts.startCallbacks) await bootStep(callback);
       inStartCallbacks = false;
     }
-    await pool.start(runtime, emit);
+    await pool.start(runtime, emit, log);
+    // Housekeeping once the pool is up, not while its workers start.
+    pool.allReady.then(
+      () => removeStaleControlDirs(runtime, log),
+      () => {}, // stopped first: nothing to clean up for
+    ).catch((error) =>
+      log.debug(`Cannot look for stale control directories: ${describe(error)}`)
+    );
     if (parts.launcher !== undefined) {
       await report(runtime, parts.launcher, pool);
     }

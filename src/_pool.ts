@@ -19,16 +19,17 @@
  *
  * @module
  */
-import { type ChildDeadlines, type ChildHandle, spawnChild } from "./_child.ts";
+import { type ChildHandle, spawnChild } from "./_child.ts";
 import { plural } from "./_text.ts";
-import { ControlServer, removeStaleControlDirs } from "./_control_server.ts";
+import { Ticker } from "./_ticker.ts";
+import { ControlServer } from "./_control_server.ts";
 import type { ResolvedOptions } from "./_options.ts";
 import { Outputs } from "./_output.ts";
 import { ExitCode, type WorkerMessage } from "./_protocol.ts";
 import type { Slot, Slots } from "./_slots.ts";
 import { describe } from "./errors.ts";
 import { createLogger } from "./logging.ts";
-import type { ExitStatus, Runtime, SignalName, Timer } from "./runtime/mod.ts";
+import type { ExitStatus, Runtime, SignalName } from "./runtime/mod.ts";
 import type { Logger, PoolLogRecord, WorkerInfo } from "./types.ts";
 
 /** How long worker output may stay open after all workers exited. */
@@ -45,8 +46,7 @@ interface Running {
   control: ControlServer;
   outputs: Outputs;
   command: { command: string; args: string[] };
-  tick: Timer | undefined;
-  nextTickAt: number;
+  ticker: Ticker;
 }
 
 /** The master side of a pool. */
@@ -105,14 +105,9 @@ export class Pool {
   async start(
     runtime: Runtime,
     emit: (record: PoolLogRecord) => void,
+    log: Logger,
   ): Promise<void> {
     if (this.#state !== "idle") return;
-    const master = (name: string) =>
-      createLogger(
-        name,
-        (r) => emit({ ...r, workerId: null, pid: runtime.pid }),
-      );
-    const log = master("workerpool.supervisor");
     const missing = runtime.missingPoolPermission();
     if (missing !== null) {
       throw new Error(`the master needs ${missing} (or -A)`);
@@ -124,7 +119,10 @@ export class Pool {
       (error) => log.error("Cannot copy worker output", error),
     );
     if (this.#state !== "idle") return void await outputs.close();
-    const childLog = master("workerpool.child");
+    const childLog = createLogger(
+      "workerpool.child",
+      (r) => emit({ ...r, workerId: null, pid: runtime.pid }),
+    );
     const control = await ControlServer.open(runtime, log, {
       message: (child, message) => this.#onMessage(child, message),
       lost: (child, cause) => this.#onLost(child, cause),
@@ -141,8 +139,17 @@ export class Pool {
       control,
       outputs,
       command: runtime.scriptCommand(),
-      tick: undefined,
-      nextTickAt: 0,
+      ticker: new Ticker(
+        runtime,
+        Math.max(
+          10,
+          Math.min(
+            this.#options.checkInterval,
+            this.#options.workerTimeout / 10,
+          ),
+        ),
+        (now, stall) => this.#tick(now, stall),
+      ),
     };
     this.#state = "running";
     for (const slot of this.#slots) this.#spawn(slot);
@@ -152,14 +159,7 @@ export class Pool {
         plural(this.#slots.size, "worker")
       } on ${runtime.name} ${runtime.version}`,
     );
-    this.#scheduleTick();
-    // Housekeeping once the pool is up, not while its workers start.
-    this.#allReady.promise.then(
-      () => removeStaleControlDirs(runtime, log),
-      () => {}, // stopped first: nothing to clean up for
-    ).catch((error) =>
-      log.debug(`Cannot look for stale control directories: ${describe(error)}`)
-    );
+    this.#run.ticker.start();
   }
 
   /**
@@ -186,7 +186,7 @@ export class Pool {
       return this.#stopped.promise;
     }
     this.#state = "stopping";
-    this.#run.runtime.clearTimeout(this.#run.tick);
+    this.#run.ticker.stop();
     for (const slot of this.#slots) slot.cancel(this.#run.runtime);
     this.#run.log.info(
       `stopping ${plural(this.#children.size, "worker")} with ${signal}`,
@@ -216,7 +216,7 @@ export class Pool {
   /** Closes the control socket and the outputs. */
   async dispose(): Promise<void> {
     if (this.#run === null) return;
-    this.#run.runtime.clearTimeout(this.#run.tick);
+    this.#run.ticker.stop();
     this.#run.control.close();
     await this.#run.outputs.close();
   }
@@ -233,7 +233,7 @@ export class Pool {
         socket: run.control.socketPath,
         stdout: run.outputs.mode("stdout"),
         stderr: run.outputs.mode("stderr"),
-      }, { log: run.childLog, deadlines: this.#deadlines() });
+      }, { log: run.childLog, deadlines: this.#options });
     } catch (error) {
       // Out of processes or file descriptors, for now: back off and retry.
       // The message only: formatting a stack needs file descriptors.
@@ -251,11 +251,6 @@ export class Pool {
       (status) => this.#onExit(slot, child, status),
       (error) => run.childLog.critical(`Cannot reap ${child}`, error),
     );
-  }
-
-  #deadlines(): ChildDeadlines {
-    const { readyTimeout, workerTimeout, gracefulTimeout } = this.#options;
-    return { readyTimeout, workerTimeout, gracefulTimeout };
   }
 
   #onExit(slot: Slot, child: ChildHandle, status: ExitStatus): void {
@@ -309,32 +304,15 @@ export class Pool {
     this.#allReady.resolve();
   }
 
-  #scheduleTick(): void {
-    const run = this.#run!;
-    const interval = Math.max(
-      10,
-      Math.min(this.#options.checkInterval, this.#options.workerTimeout / 10),
-    );
-    run.nextTickAt = run.runtime.now() + interval;
-    run.tick = run.runtime.setTimeout(() => this.#tick(), interval);
-  }
-
-  /** The periodic check: what is overdue dies, what is missing is spawned. */
-  #tick(): void {
+  /**
+   * The periodic check: what is overdue dies, what is missing is spawned.
+   * `stall`: how long the master's own loop stood still (see `Ticker`).
+   */
+  #tick(now: number, stall: number): void {
     const run = this.#run!;
     if (this.#state !== "running") return;
-    const now = run.runtime.now();
-    // A tick that runs late measures how long the master's own loop stood
-    // still (SIGSTOP, a VM pause, a slow log sink): frames that arrived
-    // meanwhile are not read yet, so that time counts against no worker.
-    const stall = Math.max(0, now - run.nextTickAt);
     for (const child of this.#children) {
-      if (stall > 0) child.discount(stall);
-      if (child.late(now)) {
-        const wait = run.runtime.cpuWait(child.pid);
-        if (wait !== null) child.starved(wait);
-      }
-      const overdue = child.overdue(now);
+      const overdue = child.overdue(now, stall, run.runtime);
       if (overdue !== null) child.kill(overdue);
     }
     for (const slot of this.#slots) {
@@ -343,7 +321,6 @@ export class Pool {
         this.#spawn(slot);
       }
     }
-    this.#scheduleTick();
   }
 
   #maybeStopped(): void {
