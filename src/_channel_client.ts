@@ -3,20 +3,35 @@
  *
  * @module
  */
-import type { WorkerMessage } from "./_protocol.ts";
+import type { WireRecord, WorkerMessage } from "./_protocol.ts";
+import { LogLevels } from "./logging.ts";
 import type { Connection, Runtime } from "./runtime/mod.ts";
 
 const encoder = new TextEncoder();
 
 /**
+ * Characters of log frames that may wait for the master; past this, log
+ * records are dropped (and counted) rather than held without bound.
+ */
+const MAX_QUEUED = 8 * 1024 * 1024;
+/** Characters written per write: a flood is encoded a piece at a time. */
+const MAX_BATCH = 1024 * 1024;
+
+/**
  * The worker's end of the channel. {@linkcode send} never blocks: frames
- * queue while the socket connects or is busy and go out together, so a
- * worker logging faster than the master reads is held in its own memory,
- * not the master's, and the worker's start does not wait for the connect.
+ * queue while the socket connects or is busy and go out together, and the
+ * worker's start does not wait for the connect. A worker logging faster
+ * than the master reads holds up to 8 MiB of records in its own memory,
+ * then drops records and says how many once the master caught up.
+ * Heartbeats and stop notices go ahead of queued records: a flood of logs
+ * never makes a healthy worker look hung.
  */
 export class ChannelClient {
   #connection: Promise<Connection>;
+  #urgent: string[] = [];
   #queue: string[] = [];
+  #queued = 0;
+  #dropped = 0;
   #writing: Promise<void> | null = null;
   #broken = false;
   #connected = false;
@@ -50,7 +65,16 @@ export class ChannelClient {
   /** Queues a message; it is written as soon as the socket takes it. */
   send(message: WorkerMessage): void {
     if (this.#broken) return;
-    this.#queue.push(JSON.stringify(message) + "\n");
+    if (message.t === "hb" || message.t === "stopping") {
+      this.#urgent.push(JSON.stringify(message) + "\n");
+    } else if (message.t === "log" && this.#queued > MAX_QUEUED) {
+      this.#dropped++;
+      return;
+    } else {
+      const frame = JSON.stringify(message) + "\n";
+      this.#queue.push(frame);
+      this.#queued += frame.length;
+    }
     this.#writing ??= this.#drain();
   }
 
@@ -67,19 +91,48 @@ export class ChannelClient {
   async #drain(): Promise<void> {
     try {
       const connection = await this.#connection;
-      while (this.#queue.length > 0) {
+      for (;;) {
+        let count = 0;
+        let size = 0;
+        while (count < this.#queue.length && size < MAX_BATCH) {
+          size += this.#queue[count++]!.length;
+        }
+        const frames = [
+          ...this.#urgent.splice(0),
+          ...this.#queue.splice(0, count),
+        ];
+        this.#queued -= size;
+        if (frames.length === 0 && this.#dropped > 0) {
+          frames.push(droppedFrame(this.#dropped));
+          this.#dropped = 0;
+        }
+        if (frames.length === 0) break;
         // One encode for the whole batch, not one per frame.
-        const frames = this.#queue.splice(0);
         await connection.write(encoder.encode(frames.join("")));
       }
     } catch {
       // The channel is gone: `closed` reports why, queued frames are moot.
       this.#broken = true;
+      this.#urgent = [];
       this.#queue = [];
     } finally {
       this.#writing = null;
     }
   }
+}
+
+/** A record saying that `count` records were dropped. */
+function droppedFrame(count: number): string {
+  const record: WireRecord = {
+    msg:
+      `${count} log records dropped: the master did not take them fast enough`,
+    args: [],
+    datetime: Date.now(),
+    level: LogLevels.WARN,
+    levelName: "WARN",
+    loggerName: "workerpool.worker",
+  };
+  return JSON.stringify({ t: "log", record }) + "\n";
 }
 
 async function readToEnd(connection: Connection): Promise<void> {

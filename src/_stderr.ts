@@ -13,13 +13,19 @@ import { loadedRuntime } from "./runtime/mod.ts";
 
 /** Bytes that may wait for a stalled stderr before lines are dropped. */
 const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
+/** The same for warnings and errors, which the ordinary lines never crowd out. */
+const MAX_QUEUED_IMPORTANT_BYTES = 16 * 1024 * 1024;
 
 const encoder = new TextEncoder();
 let writer: BurstWriter | null = null;
 let dropped = 0;
 
-/** Writes `text` to stderr, never blocking; see the module doc. */
-export function writeStderr(text: string): void {
+/**
+ * Writes `text` to stderr, never blocking; see the module doc. An
+ * `important` line (a warning, an error) is dropped only past a larger
+ * bound: a flood of ordinary records cannot hide why a worker was killed.
+ */
+export function writeStderr(text: string, important = false): void {
   if (writer === null) {
     const runtime = loadedRuntime();
     // Not loaded yet: nothing of the pool runs yet either, so nothing waits.
@@ -28,7 +34,8 @@ export function writeStderr(text: string): void {
       (loadedRuntime() ?? runtime).writeStderr(data)
     );
   }
-  if (writer.queued > MAX_QUEUED_BYTES) {
+  const bound = important ? MAX_QUEUED_IMPORTANT_BYTES : MAX_QUEUED_BYTES;
+  if (writer.queued > bound) {
     dropped++;
     return;
   }

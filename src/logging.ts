@@ -97,7 +97,12 @@ export function stderrHandler(level: LevelName = "INFO"): LogHandler {
   return {
     handle(record) {
       // Never blocks: a stalled stderr must not stall the master's loop.
-      if (record.level >= threshold) writeStderr(formatRecord(record) + "\n");
+      if (record.level >= threshold) {
+        writeStderr(
+          formatRecord(record) + "\n",
+          record.level >= LogLevels.WARN,
+        );
+      }
     },
   };
 }

@@ -19,6 +19,7 @@ import {
   runtime,
   startScript,
   stopAndCheck,
+  taggedPids,
   testDir,
   waitAllGone,
   waitFor,
@@ -134,6 +135,57 @@ describe("a paused master", () => {
       await stopAndCheck(master);
     } finally {
       await cleanup(master);
+    }
+  });
+});
+
+describe("a master whose stderr nobody reads", () => {
+  test("keeps its loop: no worker judged, lines dropped and counted", async () => {
+    const port = await freePort();
+    // Not startScript: its stderr must go unread for a while.
+    const tag = `t${crypto.randomUUID()}`;
+    const args = runtime.name === "deno" ? ["run", "-A", pool] : [pool];
+    const master = runtime.spawn(process.execPath, {
+      args,
+      env: {
+        FIXTURE_PORT: String(port),
+        FIXTURE_WORKERS: "2",
+        FIXTURE_BEHAVIOUR: "log-flood",
+        FIXTURE_WORKERTIMEOUT: "1000",
+        WORKERPOOL_TEST_TAG: tag,
+      },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    });
+    try {
+      const before = await answering(port, 2);
+      // Three workerTimeouts of records (10 KB each) into a full pipe.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      const rss = Number(
+        /VmRSS:\s+(\d+)/.exec(
+          readFileSync(`/proc/${master.pid}/status`, "utf8"),
+        )![1],
+      );
+      assert.ok(rss < 256 * 1024, `the master holds ${rss} kB`);
+      assert.deepEqual(await answering(port, 2), before, "nobody replaced");
+      master.kill("SIGTERM");
+      let text = "";
+      for await (const chunk of master.stderr!) {
+        text += new TextDecoder().decode(chunk);
+      }
+      assert.equal((await master.status).code, 0);
+      assert.doesNotMatch(text, /killing it|was killed|exited with code [^0]/);
+      assert.match(
+        text,
+        /workerpool: \d+ lines dropped: stderr did not take them/,
+      );
+      assert.match(text, /flood 0 \d+ z+/);
+      await waitAllGone(tag);
+    } finally {
+      for (const pid of taggedPids(tag)) runtime.kill(pid, "SIGKILL");
+      master.kill("SIGKILL");
+      await master.status;
     }
   });
 });
