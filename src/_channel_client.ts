@@ -65,7 +65,10 @@ export class ChannelClient {
   /** Queues a message; it is written as soon as the socket takes it. */
   send(message: WorkerMessage): void {
     if (this.#broken) return;
-    if (message.t === "hb" || message.t === "stopping") {
+    // hello leads the urgent frames, so nothing ever goes before it.
+    if (
+      message.t === "hello" || message.t === "hb" || message.t === "stopping"
+    ) {
       this.#urgent.push(JSON.stringify(message) + "\n");
     } else if (message.t === "log" && this.#queued > MAX_QUEUED) {
       this.#dropped++;

@@ -14,6 +14,7 @@ import {
   type WorkerEnv,
 } from "./_protocol.ts";
 import { BootError, describe } from "./errors.ts";
+import { shutdownServers } from "./serve.ts";
 import {
   createLogger,
   formatArg,
@@ -111,6 +112,11 @@ export async function runWorker(
       log.error(`${who} failed: ${describe(error)}`);
     }
   } finally {
+    // Servers still open (one stopped by its signal, one never stopped)
+    // answer what they took before the process goes; heartbeats go on.
+    await shutdownServers().catch((error) =>
+      log.error(`Cannot shut a server down: ${describe(error)}`)
+    );
     runtime.clearTimeout(beat);
     clearTimeout(deadline);
   }

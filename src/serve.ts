@@ -82,9 +82,24 @@ export async function serve(
     );
   }
   let stopping: Promise<void> | undefined;
-  const shutdown = () => stopping ??= server.shutdown();
+  const shutdown = () =>
+    stopping ??= server.shutdown().finally(() => open.delete(shutdown));
+  open.add(shutdown);
   signal?.addEventListener("abort", shutdown, { once: true });
   return { port: server.port, hostname: server.hostname, shutdown };
+}
+
+/** The shutdown of every server of this process not yet shut down. */
+const open = new Set<() => Promise<void>>();
+
+/**
+ * Shuts down, gracefully, every server this process still has, and waits
+ * until their in-flight requests are answered: a pool's worker does this
+ * before it exits, so a server stopped by its `signal` (which nobody
+ * awaits), or never stopped at all, still answers what it took.
+ */
+export function shutdownServers(): Promise<void> {
+  return Promise.all([...open].map((shutdown) => shutdown())).then(() => {});
 }
 
 type ErrorHandler = NonNullable<ServeOptions["onError"]>;
