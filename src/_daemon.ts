@@ -63,13 +63,20 @@ export async function launchDaemon(
   }, (error) => console.error(`workerpool: ${String(error)}`));
   try {
     const { command, args } = runtime.scriptCommand();
-    const child = runtime.spawn(command, {
-      args,
-      env: { [DAEMON_ENV]: dir },
-      stdin: "null",
-      logFile,
-      detached: true,
-    });
+    let child;
+    try {
+      child = runtime.spawn(command, {
+        args,
+        env: { [DAEMON_ENV]: dir },
+        stdin: "null",
+        logFile,
+        detached: true,
+      });
+    } catch (error) {
+      // Deno starts it through sh(1), to append its output to the log.
+      console.error(`workerpool: Cannot start the daemon: ${describe(error)}`);
+      return 1;
+    }
     const exit: ExitStatus | null = await Promise.race([
       woken.promise.then(() => null),
       child.status,

@@ -94,6 +94,12 @@ export async function runMaster(
   let started = false;
   let code: number;
   try {
+    // Before the pidfile and the callbacks: a master that cannot run a
+    // pool says so before it changes anything.
+    const missing = runtime.missingPoolPermission();
+    if (missing !== null) {
+      throw new Error(`the master needs ${missing} (or -A)`);
+    }
     if (parts.pidfile !== undefined) {
       pidfile = Pidfile.acquire(
         runtime,

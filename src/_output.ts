@@ -53,11 +53,15 @@ export class Outputs {
     stderr: OutputTarget,
     onError: (error: unknown) => void,
   ): Promise<Outputs> {
-    const opened = new Map<string, Promise<Sink>>();
+    const opened = new Map<string | WritableStream, Promise<Sink>>();
     const sinkFor = (name: Stream, target: OutputTarget) => {
       if (target === "inherit" || target === "null") return null;
       if (target instanceof WritableStream) {
-        return Promise.resolve(streamSink(target));
+        // One stream for both: one writer (a stream takes only one).
+        if (!opened.has(target)) {
+          opened.set(target, Promise.resolve(streamSink(target)));
+        }
+        return opened.get(target)!;
       }
       // stdout and stderr sent to one file share one handle.
       const path = absolute(files.cwd(), target);

@@ -108,10 +108,6 @@ export class Pool {
     log: Logger,
   ): Promise<void> {
     if (this.#state !== "idle") return;
-    const missing = runtime.missingPoolPermission();
-    if (missing !== null) {
-      throw new Error(`the master needs ${missing} (or -A)`);
-    }
     const outputs = await Outputs.open(
       runtime,
       this.#options.stdout,

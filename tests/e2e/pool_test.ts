@@ -3,7 +3,7 @@
 import process from "node:process";
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import {
@@ -277,6 +277,48 @@ describe("worker processes", () => {
       );
       master.kill("SIGTERM");
       assert.equal((await master.exited).code, 0);
+      await waitAllGone(master.tag);
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
+describe("permissions", () => {
+  test("a Deno master short of one says which before its pidfile and onStart", async () => {
+    const events = join(dir, "perm.events");
+    const pidfile = join(dir, "perm.pid");
+    // No --allow-net: Deno counts Unix sockets as network. Bun has no
+    // permissions: the same master runs its pool.
+    const master = startScript(pool, {
+      FIXTURE_EVENTS: events,
+      FIXTURE_PIDFILE: pidfile,
+      FIXTURE_WORKERS: "1",
+    }, {
+      denoFlags: [
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        "--allow-run",
+      ],
+    });
+    try {
+      if (runtime.name === "deno") {
+        assert.equal((await master.exited).code, 1);
+        assert.match(
+          master.output(),
+          /Cannot run the pool: the master needs --allow-net \(or -A\)/,
+        );
+        assert.deepEqual(readEvents(events), []);
+        assert.equal(existsSync(pidfile), false);
+      } else {
+        await waitFor(
+          "the worker in main",
+          () => readEvents(events).some((e) => e.includes("main-begin")),
+        );
+        master.kill("SIGTERM");
+        assert.equal((await master.exited).code, 0);
+      }
       await waitAllGone(master.tag);
     } finally {
       await cleanup(master);

@@ -154,3 +154,25 @@ describe("BurstWriter", () => {
     await writer.flush();
   });
 });
+
+describe("Outputs with one stream for stdout and stderr", () => {
+  test("share one writer, lines whole", async () => {
+    const written: string[] = [];
+    const sink = new WritableStream<Uint8Array>({
+      write: (chunk) => void written.push(new TextDecoder().decode(chunk)),
+    });
+    const outputs = await Outputs.open(runtime, sink, sink, (e) => {
+      throw e;
+    });
+    outputs.pump("stdout", source(["out 1\nout", " 2\n"]).stream);
+    outputs.pump("stderr", source(["err 1\n"]).stream);
+    assert.equal(await outputs.drain(60_000), 0);
+    await outputs.close();
+    assert.deepEqual(written.join("").split("\n").sort(), [
+      "",
+      "err 1",
+      "out 1",
+      "out 2",
+    ]);
+  });
+});
