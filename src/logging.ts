@@ -14,7 +14,7 @@ import type {
 } from "./types.ts";
 
 /** Numeric levels, the same as `@std/log`'s `LogLevels`. */
-export const LogLevels: Readonly<Record<LevelName, number>> & {
+export const LogLevels: {
   /** Everything. */
   readonly NOTSET: 0;
   /** Diagnostics. */
@@ -91,7 +91,12 @@ function isoTime(date: Date): string {
   }.${pad(date.getUTCMilliseconds(), 3)}Z`;
 }
 
-/** A handler printing {@linkcode formatRecord} lines on stderr from `level` up. */
+/**
+ * A handler printing {@linkcode formatRecord} lines on stderr from `level`
+ * up, without ever blocking the event loop.
+ *
+ * @param level The lowest level printed; `"INFO"` when left out.
+ */
 export function stderrHandler(level: LevelName = "INFO"): LogHandler {
   const threshold = LogLevels[level];
   return {

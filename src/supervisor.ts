@@ -68,8 +68,12 @@ export class Supervisor {
   #shutdownCallbacks: LifecycleCallback[] = [];
 
   /**
-   * Creates a supervisor of `worker` (a `WorkerBase` subclass or a factory
-   * `(id) => WorkerBase`). Throws `TypeError` / `RangeError` on bad options.
+   * Creates a supervisor of `worker`. Throws `TypeError` / `RangeError` on
+   * bad options, before anything runs.
+   *
+   * @param worker A `WorkerBase` subclass, or a factory `(id) => WorkerBase`.
+   * @param options See {@linkcode SupervisorOptions}; each left out takes
+   * its default.
    */
   constructor(
     worker: WorkerClass | WorkerFactory,

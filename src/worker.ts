@@ -92,7 +92,10 @@ export abstract class WorkerBase {
     return this.#controller.signal;
   }
 
-  /** Logs through the master: records carry this worker's id and pid. */
+  /**
+   * Its logger. In a pool, records travel to the master, which adds this
+   * worker's id and pid; outside a pool they are printed on stderr.
+   */
   get logger(): Logger {
     return this.#logger;
   }
