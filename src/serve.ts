@@ -15,10 +15,10 @@ import type { Handler, HttpServer, ServeOptions } from "./types.ts";
  *
  * @example A worker answering on a shared port
  * ```ts ignore
- * import { serve, WorkerBase } from "@workerpool/core";
+ * import { type HttpServer, serve, WorkerBase } from "@workerpool/core";
  *
  * class Web extends WorkerBase {
- *   server?: Awaited<ReturnType<typeof serve>>;
+ *   server?: HttpServer;
  *   constructor(id: number) {
  *     super(id);
  *     this.onStart(async () => {
