@@ -32,6 +32,7 @@ export class ChannelClient {
   #queue: string[] = [];
   #queued = 0;
   #dropped = 0;
+  #saidBye = false;
   #writing: Promise<void> | null = null;
   #broken = false;
   #connected = false;
@@ -64,7 +65,14 @@ export class ChannelClient {
 
   /** Queues a message; it is written as soon as the socket takes it. */
   send(message: WorkerMessage): void {
-    if (this.#broken) return;
+    // Nothing after the goodbye: the master closes the channel on it.
+    if (this.#broken || this.#saidBye) return;
+    if (message.t === "bye") {
+      this.#saidBye = true;
+      // The count of dropped records goes before it, or never.
+      if (this.#dropped > 0) this.#queue.push(droppedFrame(this.#dropped));
+      this.#dropped = 0;
+    }
     // hello leads the urgent frames, so nothing ever goes before it.
     if (
       message.t === "hello" || message.t === "hb" || message.t === "stopping"
@@ -105,7 +113,7 @@ export class ChannelClient {
           ...this.#queue.splice(0, count),
         ];
         this.#queued -= size;
-        if (frames.length === 0 && this.#dropped > 0) {
+        if (frames.length === 0 && this.#dropped > 0 && !this.#saidBye) {
           frames.push(droppedFrame(this.#dropped));
           this.#dropped = 0;
         }

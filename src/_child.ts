@@ -17,6 +17,7 @@ import type {
   Clock,
   Connection,
   ExitStatus,
+  Processes,
   Runtime,
   SignalName,
   StdioMode,
@@ -168,20 +169,26 @@ export class ChildHandle {
 
   /**
    * Why it is overdue at `now` (and should be killed), or null. `stall` is
-   * how long the master's own loop stood still since the last check, and
-   * `cpuWait` tells how long a process waited for a CPU: neither counts
-   * against it (see `Deadlines`).
+   * how long the master's own loop stood still since the last check; the
+   * time it waits for a CPU, or blocks writing its output, does not count
+   * against it either (see `Deadlines`).
    */
   overdue(
     now: number,
     stall: number,
-    cpuWait: { cpuWait(pid: number): number | null },
+    system: Pick<Processes, "mainThread">,
   ): string | null {
     if (this.#state !== "starting" && this.#state !== "ready") return null;
     if (stall > 0) this.#deadlines.discount(stall);
     if (this.#connection !== null && this.#deadlines.late(now)) {
-      const wait = cpuWait.cpuWait(this.pid);
-      if (wait !== null) this.#deadlines.starved(wait);
+      const thread = system.mainThread(this.pid);
+      if (thread?.writing) {
+        if (this.#deadlines.writing(now)) {
+          this.#log.warn(
+            `${this} is blocked writing its output: whatever reads its stdout or stderr is not reading; it is not killed for that`,
+          );
+        }
+      } else if (thread !== null) this.#deadlines.starved(thread.cpuWait);
     }
     const phase = this.#state === "ready"
       ? "ready"

@@ -27,6 +27,7 @@ export class Deadlines {
   #readyBy: number;
   #heartbeatBy = Infinity;
   #cpuWait: number | null = null;
+  #writing = false;
 
   /** Deadlines of a child spawned at `spawnedAt`. */
   constructor(spawnedAt: number, limits: ChildDeadlines) {
@@ -40,6 +41,7 @@ export class Deadlines {
     this.#lastSeen = now;
     this.#heartbeatBy = now + this.#limits.workerTimeout;
     this.#cpuWait = null;
+    this.#writing = false;
   }
 
   /**
@@ -71,6 +73,22 @@ export class Deadlines {
       this.#heartbeatBy += wait - this.#cpuWait;
     }
     this.#cpuWait = wait;
+  }
+
+  /**
+   * Its main thread sleeps in a write at `now`: whatever reads its stdout
+   * or stderr (a pipe, a terminal, journald) is not reading. That worker
+   * is not hung, and a new one would block the same way: its deadline
+   * holds while it waits. Returns true when this wait just began.
+   */
+  writing(now: number): boolean {
+    this.#heartbeatBy = Math.max(
+      this.#heartbeatBy,
+      now + this.#limits.workerTimeout,
+    );
+    const began = !this.#writing;
+    this.#writing = true;
+    return began;
   }
 
   /** Why a child in `phase` is overdue at `now`, or null. */

@@ -100,6 +100,9 @@ export async function runMaster(
     if (missing !== null) {
       throw new Error(`the master needs ${missing} (or -A)`);
     }
+    // Output files and the control socket too: a bad path is said before
+    // the master's onStart callbacks run.
+    await pool.open(runtime, emit, log);
     if (parts.pidfile !== undefined) {
       pidfile = Pidfile.acquire(
         runtime,
@@ -115,7 +118,7 @@ export async function runMaster(
       for (const callback of parts.startCallbacks) await bootStep(callback);
       inStartCallbacks = false;
     }
-    await pool.start(runtime, emit, log);
+    pool.start();
     // Housekeeping once the pool is up, not while its workers start.
     pool.allReady.then(
       () => removeStaleControlDirs(runtime, log),

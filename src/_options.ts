@@ -238,9 +238,20 @@ function count(name: string, value: unknown, fallback: number) {
   return value;
 }
 
+/** Words that name a mode, not a file: a typo of "inherit" or "null". */
+const MODE_WORDS = /^(inherit|null|pipe|piped|ignore|none|stdout|stderr)$/i;
+
 function output(name: string, value: unknown): OutputTarget {
   if (value === undefined) return "inherit";
   if (value instanceof WritableStream) return value;
+  if (value === "inherit" || value === "null") return value;
+  if (typeof value === "string" && MODE_WORDS.test(value.trim())) {
+    throw new RangeError(
+      `${ACTION}: ${name} ${
+        JSON.stringify(value)
+      } is not a mode ("inherit" or "null"); for a file of that name, say "./${value.trim()}"`,
+    );
+  }
   if (typeof value === "string" && value !== "") return value;
   throw new TypeError(
     `${ACTION}: ${name} must be "inherit", "null", a file path or a WritableStream, got ${

@@ -19,8 +19,11 @@ export const MAX_LINE_BYTES = 64 * 1024;
 
 /** A destination shared by several workers' streams; writes stay in order. */
 interface Sink {
+  readonly name: string;
   readonly writer: BurstWriter;
   close(): Promise<void>;
+  /** Bytes lost since a write last failed; null while writes succeed. */
+  lost: number | null;
 }
 
 type Stream = "stdout" | "stderr";
@@ -103,7 +106,7 @@ export class Outputs {
     if (readable === null || sink === null) return;
     const reader = readable.getReader();
     this.#readers.add(reader);
-    const pump = copyLines(reader, sink.writer).catch(this.#onError).finally(
+    const pump = this.#copy(reader, sink).catch(this.#onError).finally(
       () => {
         this.#readers.delete(reader);
         this.#pumps.delete(pump);
@@ -133,6 +136,48 @@ export class Outputs {
     return cut;
   }
 
+  /**
+   * Copies whole lines from `reader` to `sink` until end-of-file. A sink
+   * that fails (disk full, its reader gone) never stops the copy: a worker
+   * whose pipe nobody drained would block, and be killed, forever. The
+   * lines are dropped, the failure said once, and the loss counted when the
+   * sink works again.
+   */
+  async #copy(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    sink: Sink,
+  ): Promise<void> {
+    const lines = new LineSplitter();
+    const write = async (bytes: Uint8Array) => {
+      try {
+        // Awaited before reading on: the backpressure that slows a worker
+        // flooding its output instead of filling our memory.
+        await sink.writer.write(bytes);
+        if (sink.lost !== null) {
+          this.#onError(
+            new Error(`${sink.name} works again; ${sink.lost} bytes were lost`),
+          );
+          sink.lost = null;
+        }
+      } catch (error) {
+        if (sink.lost === null) {
+          this.#onError(
+            new Error(`Cannot write to ${sink.name}: ${describe(error)}`),
+          );
+        }
+        sink.lost = (sink.lost ?? 0) + bytes.length;
+      }
+    };
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const whole = lines.push(value);
+      if (whole !== null) await write(whole);
+    }
+    const last = lines.end();
+    if (last !== null) await write(last);
+  }
+
   /** Closes the files this object opened. */
   async close(): Promise<void> {
     const sinks = new Set([this.#sinks.stdout, this.#sinks.stderr]);
@@ -142,23 +187,6 @@ export class Outputs {
 
 function value<T>(result: PromiseSettledResult<T>): T | null {
   return result.status === "fulfilled" ? result.value : null;
-}
-
-async function copyLines(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  writer: BurstWriter,
-): Promise<void> {
-  const lines = new LineSplitter();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    const whole = lines.push(value);
-    // Awaiting the write before reading on is the backpressure: a worker
-    // flooding its output blocks on a full pipe instead of filling our memory.
-    if (whole !== null) await writer.write(whole);
-  }
-  const last = lines.end();
-  if (last !== null) await writer.write(last);
 }
 
 const NEWLINE = 0x0a;
@@ -239,7 +267,9 @@ async function fileSink(
   }
   const writer = new BurstWriter((bytes) => file.write(bytes));
   return {
+    name: path,
     writer,
+    lost: null,
     async close() {
       await writer.flush();
       await file.close();
@@ -251,7 +281,9 @@ function streamSink(stream: WritableStream<Uint8Array>): Sink {
   const target = stream.getWriter();
   const writer = new BurstWriter((bytes) => target.write(bytes));
   return {
+    name: "the output stream",
     writer,
+    lost: null,
     // The stream is the caller's: release it, never close it.
     async close() {
       await writer.flush();

@@ -99,63 +99,67 @@ export class Pool {
   }
 
   /**
-   * Opens the outputs and the control socket and spawns every worker.
-   * Throws, before anything is spawned, when that cannot be done.
+   * Opens the outputs and the control socket: throws, before anything runs
+   * (the master's onStart callbacks included), when that cannot be done.
    */
-  async start(
+  async open(
     runtime: Runtime,
     emit: (record: PoolLogRecord) => void,
     log: Logger,
   ): Promise<void> {
-    if (this.#state !== "idle") return;
     const outputs = await Outputs.open(
       runtime,
       this.#options.stdout,
       this.#options.stderr,
-      (error) => log.error("Cannot copy worker output", error),
+      (error) => log.error(`Worker output: ${describe(error)}`),
     );
-    if (this.#state !== "idle") return void await outputs.close();
-    const childLog = createLogger(
-      "workerpool.child",
-      (r) => emit({ ...r, workerId: null, pid: runtime.pid }),
-    );
-    const control = await ControlServer.open(runtime, log, {
-      message: (child, message) => this.#onMessage(child, message),
-      lost: (child, cause) => this.#onLost(child, cause),
-    });
-    if (this.#state !== "idle") {
-      control.close();
-      return void await outputs.close();
+    let control: ControlServer;
+    try {
+      control = await ControlServer.open(runtime, log, {
+        message: (child, message) => this.#onMessage(child, message),
+        lost: (child, cause) => this.#onLost(child, cause),
+      });
+    } catch (error) {
+      await outputs.close();
+      throw error;
     }
+    const { checkInterval, workerTimeout, readyTimeout } = this.#options;
     this.#run = {
       runtime,
       emit,
       log,
-      childLog,
+      childLog: createLogger(
+        "workerpool.child",
+        (r) => emit({ ...r, workerId: null, pid: runtime.pid }),
+      ),
       control,
       outputs,
       command: runtime.scriptCommand(),
       ticker: new Ticker(
         runtime,
+        // Deadlines are checked at a tenth of the shortest of them.
         Math.max(
           10,
-          Math.min(
-            this.#options.checkInterval,
-            this.#options.workerTimeout / 10,
-          ),
+          Math.min(checkInterval, workerTimeout / 10, readyTimeout / 10),
         ),
         (now, stall) => this.#tick(now, stall),
       ),
     };
+  }
+
+  /** Spawns every worker (once {@linkcode open} resolved). */
+  start(): void {
+    const run = this.#run;
+    if (this.#state !== "idle" || run === null) return;
     this.#state = "running";
     for (const slot of this.#slots) this.#spawn(slot);
     // Said and done after the spawns: nothing delays the workers' start.
-    log.info(
+    run.log.info(
       `started ${
         plural(this.#slots.size, "worker")
-      } on ${runtime.name} ${runtime.version}`,
+      } on ${run.runtime.name} ${run.runtime.version}`,
     );
-    this.#run.ticker.start();
+    run.ticker.start();
   }
 
   /**

@@ -64,6 +64,8 @@ export async function runWorker(
       leave(await masterGone(runtime, env, who));
     },
     (error) => {
+      // After the goodbye the master closes, maybe with frames unread.
+      if (saidBye) return;
       code = ExitCode.failure;
       leave(`${who} cannot reach its master: ${describe(error)}`);
     },

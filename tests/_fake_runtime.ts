@@ -6,6 +6,7 @@ import type {
   ChildProcess,
   Connection,
   ExitStatus,
+  MainThread,
   Runtime,
   SignalName,
   SpawnOptions,
@@ -211,10 +212,10 @@ export class FakeRuntime implements Runtime {
   exists(): boolean {
     return false;
   }
-  /** Runqueue wait per pid, in ms, set by tests; null when unset. */
-  readonly waits = new Map<number, number>();
-  cpuWait(pid: number): number | null {
-    return this.waits.get(pid) ?? null;
+  /** Main threads per pid, set by tests; null when unset. */
+  readonly threads = new Map<number, MainThread>();
+  mainThread(pid: number): MainThread | null {
+    return this.threads.get(pid) ?? null;
   }
   onSignal(signal: SignalName, listener: () => void) {
     const set = this.#listeners.get(signal) ?? new Set();

@@ -139,7 +139,10 @@ export interface FileSystem {
   writeTextFile(path: string, text: string): void;
   /** Hard-links `existing` as `path`; false when `path` already exists. */
   link(existing: string, path: string): boolean;
-  /** Opens (creating it if needed) a file to append to. */
+  /**
+   * Opens (creating it if needed) a file to append to; refuses a named pipe
+   * or a socket (opening one waits for a reader, without end).
+   */
   openAppend(path: string): Promise<AppendFile>;
 }
 
@@ -169,16 +172,23 @@ export interface Processes extends Clock {
    */
   exists(pid: number): boolean;
   /**
-   * How long (ms, all its life) the main thread of process `pid` waited
-   * for a CPU while it was runnable (Linux `/proc/<pid>/schedstat`); null
-   * where that is not known.
+   * What the main thread of process `pid` is doing, where the system says
+   * (Linux /proc); null where it does not. See {@linkcode MainThread}.
    */
-  cpuWait(pid: number): number | null;
+  mainThread(pid: number): MainThread | null;
   /** Adds a signal listener; returns the function that removes it. */
   onSignal(signal: SignalName, listener: () => void): () => void;
   exit(code: number): never;
   /** Keeps a timer from holding the process open. */
   unrefTimer(timer: ReturnType<typeof setTimeout>): void;
+}
+
+/** What a process's main thread is doing (Linux /proc). */
+export interface MainThread {
+  /** How long (ms, all its life) it waited for a CPU while runnable. */
+  cpuWait: number;
+  /** Whether it sleeps in a write to a pipe, a terminal or a socket. */
+  writing: boolean;
 }
 
 /** Unix sockets (the adapters' socket.ts). */

@@ -6,6 +6,7 @@ import process from "node:process";
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { createServer, Socket } from "node:net";
 import { join } from "node:path";
 import {
@@ -176,12 +177,72 @@ describe("a master whose stderr nobody reads", () => {
         text += new TextDecoder().decode(chunk);
       }
       assert.equal((await master.status).code, 0);
-      assert.doesNotMatch(text, /killing it|was killed|exited with code [^0]/);
+      const events = text.split("\n").filter((l) =>
+        !l.includes(" flood ") || /rror|ncaught|failed/.test(l)
+      ).map((l) => l.slice(0, 300));
+      assert.doesNotMatch(
+        events.join("\n"),
+        /killing it|was killed|exited with code [^0]/,
+        events.slice(0, 40).join("\n"),
+      );
       assert.match(
         text,
         /workerpool: \d+ lines dropped: stderr did not take them/,
       );
       assert.match(text, /flood 0 \d+ z+/);
+      await waitAllGone(tag);
+    } finally {
+      for (const pid of taggedPids(tag)) runtime.kill(pid, "SIGKILL");
+      master.kill("SIGKILL");
+      await master.status;
+    }
+  });
+});
+
+describe("workers whose stdout nobody reads", () => {
+  test("are not taken for hung while they block writing", async () => {
+    const port = await freePort();
+    // The master's stdout, which its workers inherit, is a pipe whose
+    // reader sleeps 4 s before it reads (journald or a log driver stalling).
+    const tag = `t${crypto.randomUUID()}`;
+    const run = runtime.name === "deno" ? ["run", "-A", pool] : [pool];
+    const master = runtime.spawn("bash", {
+      args: [
+        "-c",
+        'exec "$@" > >(sleep 4; cat > /dev/null)',
+        "bash",
+        process.execPath,
+        ...run,
+      ],
+      env: {
+        FIXTURE_PORT: String(port),
+        FIXTURE_WORKERS: "2",
+        FIXTURE_BEHAVIOUR: "print-flood",
+        FIXTURE_WORKERTIMEOUT: "1000",
+        WORKERPOOL_TEST_TAG: tag,
+      },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    });
+    let text = "";
+    const stderr = (async () => {
+      for await (const chunk of master.stderr!) {
+        text += new TextDecoder().decode(chunk);
+      }
+    })();
+    try {
+      const before = await answering(port, 2);
+      await waitFor(
+        "both workers blocked",
+        () => text.match(/is blocked writing its output/g)?.length === 2,
+      );
+      // Once the reader reads again, the same workers answer.
+      assert.deepEqual(await answering(port, 2), before, "nobody replaced");
+      master.kill("SIGTERM");
+      await stderr;
+      assert.equal((await master.status).code, 0);
+      assert.doesNotMatch(text, /killing it|was killed|exited with code [^0]/);
       await waitAllGone(tag);
     } finally {
       for (const pid of taggedPids(tag)) runtime.kill(pid, "SIGKILL");
@@ -282,6 +343,50 @@ describe("worker output to files", () => {
       master.kill("SIGKILL");
       await master.exited;
       assert.equal(readFileSync(stdout, "utf8"), "printed by 0\n");
+      await waitAllGone(master.tag);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("that fails (disk full) costs lines, never workers", async () => {
+    const master = startScript(pool, {
+      FIXTURE_BEHAVIOUR: "print-flood",
+      FIXTURE_WORKERS: "2",
+      FIXTURE_WORKERTIMEOUT: "1000",
+      FIXTURE_STDOUT: "/dev/full",
+    });
+    try {
+      await waitFor(
+        "the failure in the log",
+        () => /Cannot write to \/dev\/full: /.test(master.output()),
+      );
+      // Three workerTimeouts of printing into a full disk.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      assert.equal(master.output().match(/Cannot write to/g)?.length, 1);
+      assert.doesNotMatch(master.output(), /killing it|was killed|blocked/);
+      await stopAndCheck(master);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("a named pipe is refused before the master's onStart, not waited on", async () => {
+    const fifo = join(dir, "out.fifo");
+    execFileSync("mkfifo", [fifo]);
+    const events = join(dir, "fifo.events");
+    const master = startScript(pool, {
+      FIXTURE_WORKERS: "1",
+      FIXTURE_STDOUT: fifo,
+      FIXTURE_EVENTS: events,
+    });
+    try {
+      assert.equal((await master.exited).code, 1);
+      assert.match(
+        master.output(),
+        new RegExp(`Cannot open the stdout file ${fifo}: it is a named pipe`),
+      );
+      assert.deepEqual(readEvents(events), [], "onStart never ran");
       await waitAllGone(master.tag);
     } finally {
       await cleanup(master);

@@ -71,3 +71,28 @@ describe("ChannelClient", () => {
     );
   });
 });
+
+describe("ChannelClient's goodbye", () => {
+  test("is the last frame: the drop count goes before it, nothing after", async () => {
+    const { runtime, connect, worker, received } = pending();
+    const client = new ChannelClient(runtime, "/control.sock", hello);
+    const record = {
+      msg: "r",
+      args: ["x".repeat(100_000)],
+      datetime: 0,
+      level: 20,
+      levelName: "INFO",
+      loggerName: "default",
+    };
+    for (let i = 0; i < 200; i++) client.send({ t: "log", record });
+    client.send({ t: "bye", code: 0 });
+    client.send({ t: "log", record }); // a record logged on the way out
+    client.send({ t: "hb" });
+    connect.resolve(worker);
+    await client.flush();
+    await settle();
+    const frames = received.map((f) => JSON.parse(f));
+    assert.equal(frames.at(-1).t, "bye");
+    assert.match(frames.at(-2).record.msg, /^\d+ log records dropped/);
+  });
+});

@@ -383,15 +383,39 @@ describe("the master (fake runtime)", () => {
     const [starved, hung] = runtime.alive();
     // Both go silent for 3 s: one waits for a CPU nearly all the time (a
     // machine busy starting many processes), the other runs (a hung loop).
-    runtime.waits.set(starved.pid, 0);
-    runtime.waits.set(hung.pid, 0);
+    let waited = 0;
+    runtime.threads.set(hung.pid, { cpuWait: 0, writing: false });
     for (let t = 0; t < 3000; t += 100) {
-      runtime.waits.set(starved.pid, runtime.waits.get(starved.pid)! + 95);
+      runtime.threads.set(starved.pid, {
+        cpuWait: waited += 95,
+        writing: false,
+      });
       await runtime.advance(100);
     }
     assert.deepEqual(starved.signals, []);
     assert.deepEqual(hung.signals, ["SIGKILL"]);
     assert.equal(logged(/sent no heartbeat/).length, 1);
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+  });
+
+  test("a worker blocked writing its output is not taken for hung", async () => {
+    const { runtime, exit, logged } = await setup({
+      workers: 1,
+      workerTimeout: 1000,
+    });
+    const [end] = await bootAll(runtime);
+    const blocked = runtime.alive()[0];
+    // Its stdout's reader stalls for 5 s: console.log blocks the worker.
+    runtime.threads.set(blocked.pid, { cpuWait: 0, writing: true });
+    await runtime.advance(5000);
+    assert.deepEqual(blocked.signals, []);
+    assert.equal(logged(/is blocked writing its output/).length, 1);
+    // The reader resumes: it beats again, then it is judged as before.
+    runtime.threads.set(blocked.pid, { cpuWait: 0, writing: false });
+    end.send({ t: "hb" });
+    await runtime.advance(1200);
+    assert.deepEqual(blocked.signals, ["SIGKILL"]);
     runtime.raise("SIGTERM");
     assert.equal(await exit, 0);
   });

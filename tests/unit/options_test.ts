@@ -140,6 +140,23 @@ describe("new Supervisor()", () => {
     );
   });
 
+  test("rejects an output mode that is not one, rather than make it a file", () => {
+    for (const value of ["pipe", "ignore", "NULL", "inherit ", "Inherit"]) {
+      assert.throws(
+        () => new Supervisor(Idle, { stdout: value }),
+        {
+          name: "RangeError",
+          message: new RegExp(
+            `stdout ${
+              JSON.stringify(value).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+            } is not a mode`,
+          ),
+        },
+      );
+    }
+    assert.ok(new Supervisor(Idle, { stdout: "./pipe", stderr: "null" }));
+  });
+
   test("accepts a factory", () => {
     assert.ok(new Supervisor((id) => new Idle(id)));
   });

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { PIPE_REFUSED } from "../_shared.ts";
 import type { AppendFile, FileSystem } from "../types.ts";
 import { bun, code, fs, node } from "./globals.ts";
 
@@ -90,7 +91,19 @@ async function makeTempDir(prefix: string): Promise<string> {
   return dir;
 }
 
+/** A named pipe or a socket, which open() would wait on for a reader. */
+function isPipe(path: string): boolean {
+  try {
+    const info = fs().statSync(path);
+    return info.isFIFO() || info.isSocket();
+  } catch (error) {
+    if (code(error) === "ENOENT") return false;
+    throw error;
+  }
+}
+
 function appendFile(path: string): AppendFile {
+  if (isPipe(path)) throw new Error(PIPE_REFUSED);
   const fd = fs().openSync(path, "a");
   return {
     write: (data) => writeAll(fd, data),

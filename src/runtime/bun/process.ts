@@ -4,9 +4,11 @@
  *
  * @module
  */
+import { parseMainThread } from "../_shared.ts";
 import type {
   ChildProcess,
   ExitStatus,
+  MainThread,
   Processes,
   SignalName,
   SpawnOptions,
@@ -45,7 +47,7 @@ export const processes: Processes = {
       return code(error) === "EPERM";
     }
   },
-  cpuWait,
+  mainThread,
   onSignal(signal, listener) {
     node().on(signal, listener);
     return () => void node().off(signal, listener);
@@ -142,16 +144,15 @@ function signalExitCode(name: string): number {
   return 128 + (SIGNAL_NUMBERS[name] ?? 0);
 }
 
-/** Runqueue wait of `pid`'s main thread in ms, from /proc; null elsewhere. */
-function cpuWait(pid: number): number | null {
-  const path = `/proc/${pid}/schedstat`;
-  let text: string;
+/** From /proc: a main thread's runqueue wait and whether it blocks writing. */
+function mainThread(pid: number): MainThread | null {
+  let schedstat: string;
+  let wchan: string;
   try {
-    text = fs().readFileSync(path, "utf8");
+    schedstat = fs().readFileSync(`/proc/${pid}/schedstat`, "utf8");
+    wchan = fs().readFileSync(`/proc/${pid}/wchan`, "utf8");
   } catch {
     return null; // gone, or not Linux: nothing is known
   }
-  // "<ns on a CPU> <ns waiting on a runqueue> <timeslices>"
-  const wait = Number(text.split(" ")[1]);
-  return Number.isFinite(wait) ? wait / 1e6 : null;
+  return parseMainThread(schedstat, wchan);
 }

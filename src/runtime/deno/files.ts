@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { PIPE_REFUSED } from "../_shared.ts";
 import type { FileSystem } from "../types.ts";
 import { tempDir } from "./process.ts";
 
@@ -64,6 +65,7 @@ export const files: FileSystem = {
     // file.write, not file.writable: the stream's writer holds bytes back
     // until 64 KiB have gathered (Deno 2.9), so a crashing worker's last
     // lines were not on disk when somebody looked.
+    if (isPipe(path)) throw new Error(PIPE_REFUSED);
     const file = await Deno.open(path, { append: true, create: true });
     return {
       write: (data) => writeAll(file, data),
@@ -71,6 +73,17 @@ export const files: FileSystem = {
     };
   },
 };
+
+/** A named pipe or a socket, which open() would wait on for a reader. */
+function isPipe(path: string): boolean {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFifo === true || info.isSocket === true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
 
 async function writeAll(
   writer: { write(p: Uint8Array): Promise<number> },

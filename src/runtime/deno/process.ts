@@ -4,9 +4,11 @@
  *
  * @module
  */
+import { parseMainThread } from "../_shared.ts";
 import type {
   ChildProcess,
   ExitStatus,
+  MainThread,
   Processes,
   SignalName,
   SpawnOptions,
@@ -50,7 +52,7 @@ export const processes: Processes = {
   },
   isAlive,
   exists: isAlive,
-  cpuWait,
+  mainThread,
   onSignal(signal, listener) {
     Deno.addSignalListener(signal as Deno.Signal, listener);
     return () => Deno.removeSignalListener(signal as Deno.Signal, listener);
@@ -243,16 +245,15 @@ export function tempDir(): string {
   return (tmp || "/tmp").replace(/\/$/, "");
 }
 
-/** Runqueue wait of `pid`'s main thread in ms, from /proc; null elsewhere. */
-function cpuWait(pid: number): number | null {
-  const path = `/proc/${pid}/schedstat`;
-  let text: string;
+/** From /proc: a main thread's runqueue wait and whether it blocks writing. */
+function mainThread(pid: number): MainThread | null {
+  let schedstat: string;
+  let wchan: string;
   try {
-    text = Deno.readTextFileSync(path);
+    schedstat = Deno.readTextFileSync(`/proc/${pid}/schedstat`);
+    wchan = Deno.readTextFileSync(`/proc/${pid}/wchan`);
   } catch {
     return null; // gone, or not Linux: nothing is known
   }
-  // "<ns on a CPU> <ns waiting on a runqueue> <timeslices>"
-  const wait = Number(text.split(" ")[1]);
-  return Number.isFinite(wait) ? wait / 1e6 : null;
+  return parseMainThread(schedstat, wchan);
 }
