@@ -20,8 +20,18 @@ import { describe } from "./errors.ts";
 import type { Logger } from "./types.ts";
 import type { Connection, Runtime, UnixListener } from "./runtime/mod.ts";
 
-/** Connections held open before their hello; past it the oldest is closed. */
+/**
+ * Connections held open before their hello, at most; fewer under a low
+ * open-file limit (a quarter of what is left of it beyond a reserve).
+ */
 const MAX_UNAUTHENTICATED = 32;
+/** File descriptors a master keeps for itself: pipes, files, spawns. */
+const RESERVED_FILES = 32;
+/**
+ * A connection this young is not closed to make room: a worker says hello
+ * at once, and under a flood its hello may wait behind many accepts.
+ */
+const YOUNG_MS = 250;
 /** How long a new connection may take to say hello (it does so at once). */
 const HELLO_TIMEOUT = 2000;
 
@@ -44,7 +54,9 @@ export class ControlServer {
   #events: ControlEvents;
   #listener: UnixListener;
   #tokens = new Map<string, ChildHandle>();
-  #unauthenticated = new Set<Connection>();
+  /** Connections without a hello yet, oldest first, with their arrival. */
+  #unauthenticated = new Map<Connection, number>();
+  #cap: number;
   #evicted = 0;
 
   /** Makes the private directory and listens in it. */
@@ -53,8 +65,23 @@ export class ControlServer {
     log: Logger,
     events: ControlEvents,
   ): Promise<ControlServer> {
+    const limit = await runtime.fileLimit();
+    const cap = limit === null ? MAX_UNAUTHENTICATED : Math.max(
+      2,
+      Math.min(MAX_UNAUTHENTICATED, Math.floor((limit - RESERVED_FILES) / 4)),
+    );
     const dir = await runtime.makeTempDir(controlDirPrefix(runtime.pid));
-    return new ControlServer(runtime, log, events, dir);
+    try {
+      return new ControlServer(runtime, log, events, dir, cap);
+    } catch (error) {
+      runtime.remove(dir);
+      throw new Error(
+        `Cannot listen on the control socket ${controlSocketPath(dir)}: ${
+          describe(error)
+        } (a shorter TMPDIR helps when the path is too long)`,
+        { cause: error },
+      );
+    }
   }
 
   private constructor(
@@ -62,7 +89,9 @@ export class ControlServer {
     log: Logger,
     events: ControlEvents,
     dir: string,
+    cap: number,
   ) {
+    this.#cap = cap;
     this.#runtime = runtime;
     this.#log = log;
     this.#events = events;
@@ -98,20 +127,21 @@ export class ControlServer {
 
   #accept(connection: Connection): void {
     // Over the cap, the oldest silent connection goes: a flood evicts
-    // itself, while a worker, which says hello at once, still gets in.
-    if (this.#unauthenticated.size >= MAX_UNAUTHENTICATED) {
+    // itself, while a worker, which says hello at once, still gets in. If
+    // all of them are young, the new one goes instead.
+    const now = this.#runtime.now();
+    if (this.#unauthenticated.size >= this.#cap) {
       if (this.#evicted++ === 0) {
         this.#log.warn(
-          `too many control connections without a hello (${MAX_UNAUTHENTICATED}); closing the oldest`,
+          `too many control connections without a hello (${this.#cap}); closing the oldest`,
         );
       }
-      for (const oldest of this.#unauthenticated) {
-        this.#unauthenticated.delete(oldest);
-        oldest.close();
-        break;
-      }
+      const [oldest, since] = this.#unauthenticated.entries().next().value!;
+      if (now - since < YOUNG_MS) return connection.close();
+      this.#unauthenticated.delete(oldest);
+      oldest.close();
     }
-    this.#unauthenticated.add(connection);
+    this.#unauthenticated.set(connection, now);
     let child: ChildHandle | null = null;
     const settled = () => {
       this.#unauthenticated.delete(connection);

@@ -15,6 +15,11 @@ export const ExitCode = {
   failure: 1,
   /** A worker's `onStart` callbacks failed (or the pool halted on them). */
   bootError: 3,
+  /**
+   * A worker lost its channel to a master that still runs, or could not
+   * reach it: nothing to hold against its code, so never a boot error.
+   */
+  channelLost: 4,
 } as const;
 
 /** The environment variables of a worker process. */

@@ -8,6 +8,7 @@
 import type { ChildHandle } from "./_child.ts";
 import { describeExit, plural } from "./_text.ts";
 import { checkId, MAX_WORKERS, type ResolvedOptions } from "./_options.ts";
+import { ExitCode } from "./_protocol.ts";
 import { RestartPolicy } from "./_restart_policy.ts";
 import type { Clock, ExitStatus, Timer } from "./runtime/mod.ts";
 import type { WorkerInfo } from "./types.ts";
@@ -80,8 +81,14 @@ export class Slot {
         delay: SIGNALLED_RESTART_DELAY,
       };
     }
-    const bootError = child.wasReady ? null : child.bootFailure?.message ??
-      child.killedFor ?? `it ${describeExit(status)} before it was ready`;
+    // Exiting before ready is a failure to start, unless it was the channel
+    // that failed it (a flood of connections, say): that is not its code.
+    const lostChannel = status.signal === null &&
+      status.code === ExitCode.channelLost;
+    const bootError = child.wasReady || lostChannel
+      ? null
+      : child.bootFailure?.message ?? child.killedFor ??
+        `it ${describeExit(status)} before it was ready`;
     const decision = this.policy.exited(uptime, bootError !== null);
     if (decision.action === "halt") {
       return {

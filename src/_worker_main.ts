@@ -61,12 +61,18 @@ export async function runWorker(
   client.closed.then(
     async () => {
       if (saidBye) return;
-      leave(await masterGone(runtime, env, who));
+      const gone = await masterGone(runtime, env);
+      if (!gone) code = ExitCode.channelLost;
+      leave(
+        gone
+          ? `${who}: the master is gone; shutting down`
+          : `${who} lost its control connection; shutting down`,
+      );
     },
     (error) => {
       // After the goodbye the master closes, maybe with frames unread.
       if (saidBye) return;
-      code = ExitCode.failure;
+      code = ExitCode.channelLost;
       leave(`${who} cannot reach its master: ${describe(error)}`);
     },
   );
@@ -138,21 +144,19 @@ export async function runWorker(
 const MASTER_EXIT_MS = 200;
 
 /**
- * Why the channel ended. A connection can end while the master lives (it
- * dropped a worker that broke the protocol): only a master whose process is
- * gone leaves its private directory behind, for its workers to remove. A
- * killed process closes its files before it turns into a zombie, so a
- * master that still looks alive is asked again, briefly.
+ * Whether the channel ended because the master is gone (then its private
+ * directory is removed, which it could not do). A connection can end while
+ * the master lives (it dropped a worker that broke the protocol, or a flood
+ * of connections crowded this one out). A killed process closes its files
+ * before it turns into a zombie, so a master that still looks alive is
+ * asked again, briefly.
  */
 async function masterGone(
   runtime: Runtime,
   env: WorkerEnv,
-  who: string,
-): Promise<string> {
+): Promise<boolean> {
   for (let waited = 0; runtime.isAlive(env.masterPid); waited += 10) {
-    if (waited >= MASTER_EXIT_MS) {
-      return `${who} lost its control connection; shutting down`;
-    }
+    if (waited >= MASTER_EXIT_MS) return false;
     await new Promise<void>((resolve) => runtime.setTimeout(resolve, 10));
   }
   const dir = controlDirOf(env.socket);
@@ -167,7 +171,7 @@ async function masterGone(
       );
     }
   }
-  return `${who}: the master is gone; shutting down`;
+  return true;
 }
 
 function bootErrorOnThrow<T>(id: number, create: () => T): T {

@@ -217,6 +217,11 @@ export class FakeRuntime implements Runtime {
   mainThread(pid: number): MainThread | null {
     return this.threads.get(pid) ?? null;
   }
+  /** The open-file limit the master sees; null: unknown. */
+  limit: number | null = null;
+  fileLimit(): Promise<number | null> {
+    return Promise.resolve(this.limit);
+  }
   onSignal(signal: SignalName, listener: () => void) {
     const set = this.#listeners.get(signal) ?? new Set();
     set.add(listener);

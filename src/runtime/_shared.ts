@@ -23,6 +23,12 @@ export function parseMainThread(
   return { cpuWait: wait / 1e6, writing: WRITE_WAITS.test(wchan) };
 }
 
+/** The soft "Max open files" of `/proc/self/limits`, or null. */
+export function parseFileLimit(limits: string): number | null {
+  const match = /^Max open files\s+(\d+)/m.exec(limits);
+  return match === null ? null : Number(match[1]);
+}
+
 /**
  * Why `FileSystem.openAppend` refuses named pipes: opening one
  * waits, without end and unstoppable, until a reader comes.

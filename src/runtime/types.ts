@@ -176,6 +176,8 @@ export interface Processes extends Clock {
    * (Linux /proc); null where it does not. See {@linkcode MainThread}.
    */
   mainThread(pid: number): MainThread | null;
+  /** This process's open-file limit (soft), or null where it is unknown. */
+  fileLimit(): Promise<number | null>;
   /** Adds a signal listener; returns the function that removes it. */
   onSignal(signal: SignalName, listener: () => void): () => void;
   exit(code: number): never;

@@ -480,6 +480,53 @@ describe("the control directory", () => {
     }
   });
 
+  test("a flood of connections never halts the pool, however workers die meanwhile", async () => {
+    const port = await freePort();
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+      FIXTURE_MAXBOOTERRORS: "2",
+    });
+    let flooding = true;
+    const sockets = new Set<Socket>();
+    try {
+      const before = await answering(port, 2);
+      const path = controlSocketOf(before.get(0)!);
+      // 150 idle connections, each replaced as soon as the master closes it.
+      const connect = () => {
+        if (!flooding) return;
+        const socket = new Socket();
+        sockets.add(socket);
+        socket.on("error", () => {});
+        socket.on("close", () => {
+          sockets.delete(socket);
+          setTimeout(connect, 1);
+        });
+        socket.connect(path);
+      };
+      for (let i = 0; i < 150; i++) connect();
+      await waitFor(
+        "the flood noticed",
+        () => /too many control connections/.test(master.output()),
+      );
+      // Both workers die during the flood: their replacements, crowded out
+      // of the control socket, fail again and again (more often than
+      // maxBootErrors), which is not a failure of their code.
+      for (const pid of before.values()) runtime.kill(pid, "SIGKILL");
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      flooding = false;
+      for (const socket of sockets) socket.destroy();
+      // The pool is whole again once the flood stops.
+      await answering(port, 2);
+      assert.doesNotMatch(master.output(), /halting the pool/);
+      await stopAndCheck(master);
+    } finally {
+      flooding = false;
+      for (const socket of sockets) socket.destroy();
+      await cleanup(master);
+    }
+  });
+
   test("survives a crowd of idle connections past the open-file limit", async () => {
     const port = await freePort();
     const master = startScript(pool, {

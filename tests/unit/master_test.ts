@@ -465,11 +465,21 @@ describe("the master (fake runtime)", () => {
     const { runtime, exit, logged } = await setup({ workers: 1 });
     const socket = runtime.children[0].options.env!.WORKERPOOL_CONTROL_SOCKET;
     const idle: FakeConnection[] = [];
-    for (let i = 0; i < 40; i++) {
-      idle.push(await runtime.connectUnix(socket) as FakeConnection);
-    }
-    await settle();
+    const connect = async (count: number) => {
+      for (let i = 0; i < count; i++) {
+        idle.push(await runtime.connectUnix(socket) as FakeConnection);
+      }
+      await settle();
+    };
     const open = () => idle.filter((c) => !c.closed).length;
+    await connect(32);
+    // All 32 are young: a 33rd is refused, none of them goes.
+    await connect(1);
+    assert.equal(open(), 32);
+    assert.equal(idle.at(-1)!.closed, true);
+    // Older than 250 ms: the oldest go to make room.
+    await runtime.advance(300);
+    await connect(8);
     assert.equal(open(), 32);
     assert.ok(idle.slice(0, 8).every((c) => c.closed), "the oldest went");
     assert.equal(logged(/^too many control connections/).length, 1);
@@ -481,8 +491,43 @@ describe("the master (fake runtime)", () => {
     await runtime.advance(2000);
     assert.equal(open(), 0);
     assert.equal(logged(/no hello in time/).length, 31);
-    assert.equal(logged(/^closed 9 control connections/).length, 1);
+    assert.equal(logged(/^closed 10 control connections/).length, 1);
     assert.equal(end.closed, false);
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+  });
+
+  test("the cap follows a low open-file limit", async () => {
+    const runtime = new FakeRuntime();
+    runtime.limit = 64; // (64 - 32) / 4 = 8 held at most
+    useRuntime(runtime);
+    const supervisor = new Supervisor(Idle, { logger: { handle() {} } });
+    const exit = supervisor.main().catch((e: FakeExit) => e.code);
+    await until(() => runtime.children.length > 0);
+    const socket = runtime.children[0].options.env!.WORKERPOOL_CONTROL_SOCKET;
+    const idle: FakeConnection[] = [];
+    for (let i = 0; i < 12; i++) {
+      idle.push(await runtime.connectUnix(socket) as FakeConnection);
+    }
+    await settle();
+    assert.equal(idle.filter((c) => !c.closed).length, 8);
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+  });
+
+  test("a worker that lost its channel before ready is no boot error", async () => {
+    const { runtime, exit, logged } = await setup({
+      workers: 1,
+      maxBootErrors: 2,
+      minUptime: 0,
+    });
+    for (let i = 0; i < 5; i++) {
+      await runtime.advance(0);
+      runtime.child(0).exit(4); // crowded out by a flood of connections
+      await settle();
+    }
+    assert.equal(logged(/halting the pool/).length, 0);
+    assert.equal(runtime.alive().length, 1, "still served");
     runtime.raise("SIGTERM");
     assert.equal(await exit, 0);
   });
@@ -546,7 +591,7 @@ describe("the master (fake runtime)", () => {
     const supervisor = new Supervisor(Idle);
     const code = await supervisor.main().catch((e: FakeExit) => e.code);
     // Nothing listens on that socket: the worker cannot reach its master.
-    assert.equal(code, 1);
+    assert.equal(code, 4, "the channel, not its code, failed");
     assert.equal(runtime.children.length, 0);
     assert.equal(runtime.env.size, 0, "WORKERPOOL_* variables are removed");
   });

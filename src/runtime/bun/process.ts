@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { parseMainThread } from "../_shared.ts";
+import { parseFileLimit, parseMainThread } from "../_shared.ts";
 import type {
   ChildProcess,
   ExitStatus,
@@ -48,6 +48,14 @@ export const processes: Processes = {
     }
   },
   mainThread,
+  async fileLimit() {
+    try {
+      // Bun.file, not node:fs (4.5 MB on first use).
+      return parseFileLimit(await bun().file("/proc/self/limits").text());
+    } catch {
+      return null; // not Linux: unknown
+    }
+  },
   onSignal(signal, listener) {
     node().on(signal, listener);
     return () => void node().off(signal, listener);

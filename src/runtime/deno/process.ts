@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { parseMainThread } from "../_shared.ts";
+import { parseFileLimit, parseMainThread } from "../_shared.ts";
 import type {
   ChildProcess,
   ExitStatus,
@@ -53,6 +53,13 @@ export const processes: Processes = {
   isAlive,
   exists: isAlive,
   mainThread,
+  async fileLimit() {
+    try {
+      return parseFileLimit(await Deno.readTextFile("/proc/self/limits"));
+    } catch {
+      return null; // not Linux: unknown
+    }
+  },
   onSignal(signal, listener) {
     Deno.addSignalListener(signal as Deno.Signal, listener);
     return () => Deno.removeSignalListener(signal as Deno.Signal, listener);
