@@ -58,6 +58,11 @@ export class ChannelClient {
     this.send(hello);
   }
 
+  /** Frames queued and not written yet. */
+  get unsent(): number {
+    return this.#urgent.length + this.#queue.length;
+  }
+
   /** Whether frames reach the master: connected, and not broken since. */
   get connected(): boolean {
     return this.#connected && !this.#broken;

@@ -10,7 +10,7 @@ import { type DaemonReport, reportToLauncher } from "./_daemon.ts";
 import type { ResolvedOptions } from "./_options.ts";
 import { Pidfile } from "./_pidfile.ts";
 import type { Pool } from "./_pool.ts";
-import { ExitCode } from "./_protocol.ts";
+import { ExitCode, IGNORED_SIGNALS } from "./_protocol.ts";
 import { flushStderr, writeStderr } from "./_stderr.ts";
 import { describe } from "./errors.ts";
 import { createLogger, stderrHandler } from "./logging.ts";
@@ -32,20 +32,6 @@ export interface MasterParts {
   /** Where to report to a daemon's launcher, in a daemon. */
   launcher: string | undefined;
 }
-
-/**
- * Signals an operator may send by habit (gunicorn's and systemd's) that
- * have no meaning here yet: logged and ignored, never the default action
- * (which would end the master without its cleanup, or stop it).
- */
-const IGNORED_SIGNALS: readonly SignalName[] = [
-  "SIGHUP",
-  "SIGUSR1",
-  "SIGUSR2",
-  "SIGTTIN",
-  "SIGTTOU",
-  "SIGWINCH",
-];
 
 /** Runs the master; resolves with the process's exit code. */
 export async function runMaster(

@@ -32,6 +32,27 @@ export const WORKER_ENV = {
   master: "WORKERPOOL_MASTER_PID",
 } as const;
 
+/**
+ * Signals an operator or a system sends by habit (gunicorn's, systemd's, a
+ * hung-up terminal's) that have no meaning here: master and workers listen
+ * to them, so that their default action (ending the process without its
+ * cleanup, or stopping it) never happens.
+ */
+export const IGNORED_SIGNALS = [
+  "SIGHUP",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGTTIN",
+  "SIGTTOU",
+  "SIGWINCH",
+  "SIGALRM",
+  "SIGVTALRM",
+  "SIGPROF",
+  "SIGXFSZ",
+  "SIGPWR",
+  "SIGIO",
+] as const;
+
 /** Set in a daemon's environment: where to report to its launcher. */
 export const DAEMON_ENV = "WORKERPOOL_DAEMON_NOTIFY";
 

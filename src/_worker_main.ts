@@ -9,6 +9,7 @@ import { ChannelClient } from "./_channel_client.ts";
 import {
   controlDirOf,
   ExitCode,
+  IGNORED_SIGNALS,
   MAX_RECORD_BYTES,
   type WireRecord,
   type WorkerEnv,
@@ -24,9 +25,6 @@ import {
 import type { Runtime, Timer } from "./runtime/mod.ts";
 import type { LogRecord } from "./types.ts";
 import type { WorkerBase, WorkerFactory } from "./worker.ts";
-
-/** How long a leaving worker waits for its last frames to go out. */
-const FLUSH_MS = 2000;
 
 /** Runs one worker's lifecycle under a master; resolves with the exit code. */
 export async function runWorker(
@@ -106,13 +104,22 @@ export async function runWorker(
     };
     runtime.onSignal("SIGTERM", () => onSignal("SIGTERM"));
     runtime.onSignal("SIGINT", () => onSignal("SIGINT"));
+    // A hangup or a USR2 sent to the whole process group must not take
+    // every worker down at once.
+    for (const signal of IGNORED_SIGNALS) runtime.onSignal(signal, () => {});
     await started.start();
   } catch (error) {
     if (error instanceof BootError) {
       code = ExitCode.bootError;
       const cause = error.cause;
       const stack = cause instanceof Error ? cause.stack ?? null : null;
-      client.send({ t: "boot-error", message: describe(cause), stack });
+      // Each cut to a quarter of a record: the frame always fits.
+      const fit = (text: string) => cutText(text, MAX_RECORD_BYTES / 4);
+      client.send({
+        t: "boot-error",
+        message: fit(describe(cause)),
+        stack: stack === null ? null : fit(stack),
+      });
       lastWords = `workerpool: ${who}: ${error.message}\n${stack ?? ""}`;
     } else {
       code ||= ExitCode.failure;
@@ -134,7 +141,14 @@ export async function runWorker(
   // exit, which the master may see first.
   saidBye = true;
   client.send({ t: "bye", code });
-  await withTimeout(client.closed.catch(() => {}), FLUSH_MS);
+  // As long as the master would wait for this process anyway: a slow
+  // logger in the master must not cost the last records.
+  await withTimeout(client.closed.catch(() => {}), env.gracefulTimeout);
+  if (client.unsent > 0) {
+    console.error(
+      `workerpool: ${who}: the master did not take the last ${client.unsent} frames in time; they are lost`,
+    );
+  }
   if (!client.connected && lastWords !== null) console.error(lastWords);
   client.close();
   return code;
@@ -204,22 +218,28 @@ export function toWire(record: LogRecord): WireRecord {
   if (encoder.encode(json).length <= MAX_RECORD_BYTES) return wire;
   const text = [record.msg, ...record.args.map(formatArg)].join(" ");
   // Room for the other fields and the marker.
-  const budget = MAX_RECORD_BYTES - 1024;
+  return { ...wire, msg: cutText(text, MAX_RECORD_BYTES - 1024), args: [] };
+}
+
+/**
+ * `text`, cut so that it takes at most `bytes` as a JSON string, ending
+ * with `[… N bytes cut]` when it was cut.
+ */
+function cutText(text: string, bytes: number): string {
+  // JSON takes at most 6 bytes per UTF-16 unit (\u0000).
+  if (text.length * 6 <= bytes) return text;
   let keep = text.length;
   for (;;) {
     const size = encoder.encode(JSON.stringify(text.slice(0, keep))).length;
-    if (size <= budget) break;
-    keep = Math.floor(keep * (budget / size) * 0.99);
+    if (size <= bytes) break;
+    keep = Math.floor(keep * (bytes / size) * 0.99);
   }
+  if (keep === text.length) return text;
   // Never end on half of a surrogate pair.
   const code = text.charCodeAt(keep - 1);
   if (code >= 0xd800 && code <= 0xdbff) keep--;
   const cut = encoder.encode(text.slice(keep)).length;
-  return {
-    ...wire,
-    msg: `${text.slice(0, keep)} [… ${cut} bytes cut]`,
-    args: [],
-  };
+  return `${text.slice(0, keep)} [… ${cut} bytes cut]`;
 }
 
 async function withTimeout(promise: Promise<void>, ms: number): Promise<void> {

@@ -65,15 +65,13 @@ export async function serve(
   if (missing !== null) {
     throw new Error(`Cannot serve with reusePort on port ${port}: ${missing}`);
   }
+  const report = (error: unknown, request: Request) =>
+    logRequestError(error, request, runtime.pid);
   let server;
   try {
     server = await runtime.serve(
       { port, hostname, reusePort },
-      guard(
-        handler,
-        onError ??
-          ((error, request) => logRequestError(error, request, runtime.pid)),
-      ),
+      guard(handler, onError ?? report, report),
     );
   } catch (error) {
     throw new Error(
@@ -110,29 +108,52 @@ type ErrorHandler = NonNullable<ServeOptions["onError"]>;
  * after `onError`, whose response is sent instead when it returns one. A
  * sync handler stays sync: no promise per request.
  */
-function guard(handler: Handler, onError: ErrorHandler): Handler {
+function guard(
+  handler: Handler,
+  onError: ErrorHandler,
+  report: (error: unknown, request: Request) => void,
+): Handler {
   const fail = async (error: unknown, request: Request) => {
     try {
       const response = await onError(error, request);
       if (response instanceof Response) return response;
     } catch (failure) {
-      logRequestError(failure, request, null);
+      // Both are said: the handler's error, and onError's own.
+      report(error, request);
+      report(failure, request);
     }
     return new Response("Internal Server Error", {
       status: 500,
       headers: { "content-type": "text/plain; charset=utf-8" },
     });
   };
+  // What is not a Response (a forgotten return) is an error too: Bun would
+  // answer 200 with its welcome page, Deno 500, neither telling onError.
+  const check = (response: unknown, request: Request) =>
+    response instanceof Response
+      ? response
+      : fail(notAResponse(response), request);
   return (request) => {
     try {
       const response = handler(request);
       return response instanceof Promise
-        ? response.catch((error) => fail(error, request))
-        : response;
+        ? response.then(
+          (value) => check(value, request),
+          (error) => fail(error, request),
+        )
+        : check(response, request);
     } catch (error) {
       return fail(error, request);
     }
   };
+}
+
+function notAResponse(value: unknown): TypeError {
+  return new TypeError(
+    `Cannot answer the request: the handler returned ${
+      describeValue(value)
+    }, not a Response`,
+  );
 }
 
 const stderr = stderrHandler("DEBUG");
@@ -141,10 +162,10 @@ const stderr = stderrHandler("DEBUG");
 function logRequestError(
   error: unknown,
   request: Request,
-  pid: number | null,
+  pid: number,
 ): void {
   const sink = getProcessSink() ??
-    ((record) => stderr.handle({ ...record, workerId: null, pid: pid ?? 0 }));
+    ((record) => stderr.handle({ ...record, workerId: null, pid }));
   createLogger("workerpool.serve", sink).error(
     `${request.method} ${new URL(request.url).pathname} failed: ${
       describe(error)

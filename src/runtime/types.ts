@@ -18,7 +18,13 @@ export type SignalName =
   | "SIGUSR2"
   | "SIGTTIN"
   | "SIGTTOU"
-  | "SIGWINCH";
+  | "SIGWINCH"
+  | "SIGALRM"
+  | "SIGVTALRM"
+  | "SIGPROF"
+  | "SIGXFSZ"
+  | "SIGPWR"
+  | "SIGIO";
 
 declare const timer: unique symbol;
 

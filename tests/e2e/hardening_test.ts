@@ -70,6 +70,29 @@ describe("a log record of any size", () => {
   });
 });
 
+describe("a boot error of any size", () => {
+  test("reaches the master, cut, and is the halt's cause", async () => {
+    const master = startScript(pool, {
+      FIXTURE_BEHAVIOUR: "boot-fail-huge",
+      FIXTURE_WORKERS: "1",
+      FIXTURE_MAXBOOTERRORS: "1",
+    });
+    try {
+      assert.equal((await master.exited).code, 3);
+      const output = master.output();
+      assert.match(
+        output,
+        /Last cause: huge boot failure h+ \[… \d+ bytes cut\]\n/,
+      );
+      assert.doesNotMatch(output, /broke the control protocol/);
+      assert.ok(output.length < 500_000, `${output.length} characters`);
+      await waitAllGone(master.tag);
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
 describe("signals an operator sends by habit", () => {
   test("HUP, USR1, USR2, TTIN, TTOU, WINCH are ignored; QUIT stops gracefully", async () => {
     const port = await freePort();
@@ -110,6 +133,31 @@ describe("signals an operator sends by habit", () => {
       await waitAllGone(master.tag);
       assert.equal(existsSync(pidfile), false, "the pidfile is gone");
       assert.equal(readEvents(events).at(-1)?.split(" ")[1], "shutdown");
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
+describe("signals sent to the whole process group", () => {
+  test("HUP, USR2 and ALRM leave master and workers serving", async () => {
+    const port = await freePort();
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+    }, { detached: true }); // its own group, as a shell gives a job
+    try {
+      const before = await answering(port, 2);
+      for (const signal of ["SIGHUP", "SIGUSR2", "SIGALRM"] as const) {
+        process.kill(-master.pid, signal); // a hangup reaches the group
+        await waitFor(
+          `${signal} in the log`,
+          () => master.output().includes(`${signal} ignored`),
+        );
+      }
+      assert.deepEqual(await answering(port, 2), before);
+      assert.doesNotMatch(master.output(), /was killed|exited with/);
+      await stopAndCheck(master);
     } finally {
       await cleanup(master);
     }

@@ -134,10 +134,15 @@ describe("serve()", () => {
       const path = new URL(request.url).pathname;
       if (path === "/async") return Promise.reject(new Error("async boom"));
       if (path === "/ok") return new Response("fine");
+      // A forgotten return, sync and async: not a Response.
+      if (path === "/nothing") return undefined as unknown as Response;
+      if (path === "/text") {
+        return Promise.resolve("hello") as unknown as Promise<Response>;
+      }
       throw new Error(`sync boom at ${path}`);
     });
     try {
-      for (const path of ["/sync", "/async"]) {
+      for (const path of ["/sync", "/async", "/nothing", "/text"]) {
         const response = await rawGet(port, path);
         assert.match(response, /^HTTP\/1\.1 500 /);
         assert.match(response, /\r\n\r\nInternal Server Error$/);
@@ -148,6 +153,14 @@ describe("serve()", () => {
       assert.deepEqual(seen, [
         ["sync boom at /sync", "/sync"],
         ["async boom", "/async"],
+        [
+          "Cannot answer the request: the handler returned undefined, not a Response",
+          "/nothing",
+        ],
+        [
+          'Cannot answer the request: the handler returned "hello", not a Response',
+          "/text",
+        ],
         ["sync boom at /custom", "/custom"],
       ]);
     } finally {

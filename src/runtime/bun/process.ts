@@ -18,10 +18,15 @@ import { bun, type BunSubprocess, code, fs, node } from "./globals.ts";
 
 /** Processes, signals, the environment, time. */
 export const processes: Processes = {
-  scriptCommand: () => ({
-    command: node().execPath,
-    args: [...node().execArgv, bun().main, ...node().argv.slice(2)],
-  }),
+  scriptCommand: () =>
+    // A `bun build --compile` binary runs its embedded script by itself:
+    // naming the script again would shift every argument by one.
+    bun().main.startsWith("/$bunfs/")
+      ? { command: node().execPath, args: node().argv.slice(2) }
+      : {
+        command: node().execPath,
+        args: [...node().execArgv, bun().main, ...node().argv.slice(2)],
+      },
   missingPoolPermission: () => null,
   getEnv: (name) => node().env[name],
   deleteEnv(name) {
