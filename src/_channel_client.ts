@@ -11,9 +11,12 @@ const encoder = new TextEncoder();
 
 /**
  * Characters of log frames that may wait for the master; past this, log
- * records are dropped (and counted) rather than held without bound.
+ * records are dropped (and counted) rather than held without bound. Large
+ * enough for a worker logging 100 000 records in one synchronous loop (about
+ * 13 MiB, nothing drains until the loop yields); a bound for a master that
+ * stopped reading.
  */
-const MAX_QUEUED = 8 * 1024 * 1024;
+export const MAX_QUEUED = 64 * 1024 * 1024;
 /** Characters written per write: a flood is encoded a piece at a time. */
 const MAX_BATCH = 1024 * 1024;
 
@@ -21,7 +24,7 @@ const MAX_BATCH = 1024 * 1024;
  * The worker's end of the channel. {@linkcode send} never blocks: frames
  * queue while the socket connects or is busy and go out together, and the
  * worker's start does not wait for the connect. A worker logging faster
- * than the master reads holds up to 8 MiB of records in its own memory,
+ * than the master reads holds up to 64 MiB of records in its own memory,
  * then drops records and says how many once the master caught up.
  * Heartbeats and stop notices go ahead of queued records: a flood of logs
  * never makes a healthy worker look hung.

@@ -2,7 +2,7 @@
 // whose connect completes when the test says so.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { ChannelClient } from "../../src/_channel_client.ts";
+import { ChannelClient, MAX_QUEUED } from "../../src/_channel_client.ts";
 import type { Connection, Runtime } from "../../src/runtime/mod.ts";
 import { FakeConnection, settle } from "../_fake_runtime.ts";
 
@@ -41,9 +41,10 @@ describe("ChannelClient", () => {
     ]);
   });
 
-  test("holds at most 8 MiB of records, then drops and counts them", async () => {
+  test("holds at most MAX_QUEUED characters of records, then drops and counts them", async () => {
     const { runtime, connect, worker, received } = pending();
     const client = new ChannelClient(runtime, "/control.sock", hello);
+    const total = Math.ceil(MAX_QUEUED / 100_000) * 2;
     const record = (i: number) => ({
       msg: `r${i}`,
       args: ["x".repeat(100_000)],
@@ -52,7 +53,9 @@ describe("ChannelClient", () => {
       levelName: "INFO",
       loggerName: "default",
     });
-    for (let i = 0; i < 200; i++) client.send({ t: "log", record: record(i) });
+    for (let i = 0; i < total; i++) {
+      client.send({ t: "log", record: record(i) });
+    }
     client.send({ t: "hb" });
     connect.resolve(worker);
     await client.flush();
@@ -62,11 +65,16 @@ describe("ChannelClient", () => {
     assert.equal(frames[1].t, "hb", "the heartbeat did not wait for records");
     const logs = frames.filter((f) => f.t === "log");
     const kept = logs.filter((f) => f.record.msg.startsWith("r"));
-    assert.ok(kept.length >= 80 && kept.length < 100, `${kept.length} kept`);
+    // Each frame is a little over 100 000 characters.
+    const most = Math.ceil(MAX_QUEUED / 100_000) + 1;
+    assert.ok(
+      kept.length >= most - 20 && kept.length <= most,
+      `${kept.length} kept`,
+    );
     assert.equal(
       logs.at(-1).record.msg,
       `${
-        200 - kept.length
+        total - kept.length
       } log records dropped: the master did not take them fast enough`,
     );
   });
@@ -84,7 +92,8 @@ describe("ChannelClient's goodbye", () => {
       levelName: "INFO",
       loggerName: "default",
     };
-    for (let i = 0; i < 200; i++) client.send({ t: "log", record });
+    const total = Math.ceil(MAX_QUEUED / 100_000) * 2;
+    for (let i = 0; i < total; i++) client.send({ t: "log", record });
     client.send({ t: "bye", code: 0 });
     client.send({ t: "log", record }); // a record logged on the way out
     client.send({ t: "hb" });
