@@ -329,9 +329,7 @@ describe("a worker stopped from outside", () => {
       );
       // The replacement's own shutdown hangs too: the master's stop is
       // bounded the same way.
-      master.kill("SIGTERM");
-      assert.equal((await master.exited).code, 0);
-      await waitAllGone(master.tag);
+      await stopAndCheck(master);
     } finally {
       await cleanup(master);
     }

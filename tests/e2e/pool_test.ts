@@ -15,6 +15,7 @@ import {
   readEvents,
   runtime,
   startScript,
+  stopAndCheck,
   testDir,
   waitAllGone,
   waitFor,
@@ -57,9 +58,7 @@ describe("a pool on one port", () => {
         master.output(),
         new RegExp(`pid ${victim}\\) was killed by SIGKILL`),
       );
-      master.kill("SIGTERM");
-      assert.equal((await master.exited).code, 0);
-      await waitAllGone(master.tag);
+      await stopAndCheck(master);
     } finally {
       await cleanup(master);
     }
@@ -155,9 +154,7 @@ describe("a pool on one port", () => {
         "the worker in main",
         () => readEvents(events).some((e) => e.includes("main-begin")),
       );
-      master.kill("SIGTERM");
-      assert.equal((await master.exited).code, 0);
-      await waitAllGone(master.tag);
+      await stopAndCheck(master);
       assert.match(
         master.output(),
         /still running after gracefulTimeout 300 ms; sent SIGKILL/,
@@ -246,9 +243,7 @@ describe("worker processes", () => {
         assert.equal(argv[0], process.execPath);
         assert.ok(argv.includes(pool), argv.join(" "));
       }
-      master.kill("SIGTERM");
-      assert.equal((await master.exited).code, 0);
-      await waitAllGone(master.tag);
+      await stopAndCheck(master);
     } finally {
       await cleanup(master);
     }
@@ -275,9 +270,7 @@ describe("worker processes", () => {
         argv.at(-2),
         runtime.name === "deno" ? `file://${pool}` : pool,
       );
-      master.kill("SIGTERM");
-      assert.equal((await master.exited).code, 0);
-      await waitAllGone(master.tag);
+      await stopAndCheck(master);
     } finally {
       await cleanup(master);
     }
@@ -414,9 +407,7 @@ describe("signals from outside the pool", () => {
         master.output().indexOf(`pid ${pid}) is ready`) <
           master.output().indexOf(`pid ${pid}) exited`),
       );
-      master.kill("SIGTERM");
-      assert.equal((await master.exited).code, 0);
-      await waitAllGone(master.tag);
+      await stopAndCheck(master);
     } finally {
       await cleanup(master);
     }
