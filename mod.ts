@@ -51,4 +51,5 @@ export type {
   SignalName,
   SupervisorOptions,
   WorkerInfo,
+  WorkerProcessInfo,
 } from "./src/types.ts";

@@ -11,6 +11,7 @@ import {
   type WorkerMessage,
 } from "./_protocol.ts";
 import { type ChildDeadlines, Deadlines } from "./_deadlines.ts";
+import { type RecycleLimits, recycleReason } from "./_recycle.ts";
 import { stackFrames } from "./errors.ts";
 import type {
   ChildProcess,
@@ -42,6 +43,13 @@ export class ChildHandle {
   readonly token: string;
   /** When it was spawned (the clock's milliseconds). */
   readonly spawnedAt: number;
+  /** The reload it was spawned in (0 before the first). */
+  readonly generation: number;
+  /** Its resident memory in bytes, as its last heartbeat said. */
+  rss: number | null = null;
+  /** The requests its servers answered, as its last heartbeat said. */
+  requests: number | null = null;
+  #limits: RecycleLimits;
   #process: ChildProcess;
   #clock: Clock;
   #log: Logger;
@@ -61,9 +69,17 @@ export class ChildHandle {
     id: number,
     token: string,
     process: ChildProcess,
-    context: { clock: Clock; log: Logger; deadlines: ChildDeadlines },
+    context: {
+      clock: Clock;
+      log: Logger;
+      deadlines: ChildDeadlines;
+      generation: number;
+      limits: RecycleLimits;
+    },
   ) {
     this.id = id;
+    this.generation = context.generation;
+    this.#limits = context.limits;
     this.token = token;
     this.#process = process;
     this.#clock = context.clock;
@@ -141,6 +157,10 @@ export class ChildHandle {
   receive(message: Exclude<WorkerMessage, { t: "log" }>): void {
     this.seen();
     switch (message.t) {
+      case "hb":
+        if (message.rss !== undefined) this.rss = message.rss;
+        if (message.req !== undefined) this.requests = message.req;
+        break;
       case "hello":
         this.#log.debug(`${this} connected`);
         break;
@@ -196,6 +216,12 @@ export class ChildHandle {
       ? "connecting"
       : "starting";
     return this.#deadlines.overdue(now, phase);
+  }
+
+  /** Why it is due to be replaced at `now` (see `_recycle.ts`), or null. */
+  recycleDue(now: number): string | null {
+    if (this.#state !== "ready") return null;
+    return recycleReason(this, this.#limits, now);
   }
 
   /**
@@ -270,6 +296,8 @@ export interface ChildSpec {
   socket: string;
   stdout: StdioMode;
   stderr: StdioMode;
+  generation: number;
+  limits: RecycleLimits;
 }
 
 /** Spawns the process of worker `spec.id`, with its token and environment. */
@@ -296,6 +324,8 @@ export function spawnChild(
   return new ChildHandle(spec.id, token, process, {
     ...context,
     clock: runtime,
+    generation: spec.generation,
+    limits: spec.limits,
   });
 }
 

@@ -123,6 +123,13 @@ interface Unchecked {
   level?: unknown;
   levelName?: unknown;
   loggerName?: unknown;
+  rss?: unknown;
+  req?: unknown;
+}
+
+function optionalCount(value: unknown): boolean {
+  return value === undefined ||
+    typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
 
 function isWorkerMessage(value: unknown): value is WorkerMessage {
@@ -132,6 +139,7 @@ function isWorkerMessage(value: unknown): value is WorkerMessage {
     case "log":
       return isWireRecord(v.record);
     case "hb":
+      return optionalCount(v.rss) && optionalCount(v.req);
     case "ready":
       return true;
     case "hello":

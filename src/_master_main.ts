@@ -22,6 +22,9 @@ import type {
   PoolLogRecord,
 } from "./types.ts";
 
+/** The signals the master gives a meaning the workers ignore. */
+const OPERATIONS: readonly SignalName[] = ["SIGHUP", "SIGTTIN", "SIGTTOU"];
+
 /** What the `Supervisor` hands its master. */
 export interface MasterParts {
   pool: Pool;
@@ -63,6 +66,16 @@ export async function runMaster(
     }
     void pool.shutdown(as);
   };
+  // A reload or a scaling asked for by a signal: its failure is logged
+  // where it happens; one that cannot begin says why here.
+  const operate = (signal: SignalName, run: () => Promise<void>) => {
+    if (pool.stopping || !pool.running) {
+      log.warn(`${signal} ignored: the pool is not running`);
+      return;
+    }
+    log.info(`${signal} received`);
+    run().catch((error) => log.debug(`${signal}: ${describe(error)}`));
+  };
   // Kept until the process exits: a signal during the shutdown callbacks
   // must not kill the master by its default action.
   const removers = [
@@ -70,11 +83,23 @@ export async function runMaster(
     runtime.onSignal("SIGINT", () => stop("SIGINT", "SIGINT")),
     // QUIT is a graceful stop, as in gunicorn.
     runtime.onSignal("SIGQUIT", () => stop("SIGQUIT", "SIGTERM")),
-    ...IGNORED_SIGNALS.map((signal) =>
-      runtime.onSignal(signal, () => {
-        const say = signal === "SIGWINCH" ? log.debug : log.info;
-        say(`${signal} ignored: it has no meaning to this version`);
-      })
+    runtime.onSignal("SIGHUP", () => operate("SIGHUP", () => pool.reload())),
+    runtime.onSignal(
+      "SIGTTIN",
+      () => operate("SIGTTIN", () => pool.scale(pool.size + 1)),
+    ),
+    runtime.onSignal("SIGTTOU", () =>
+      operate("SIGTTOU", () => {
+        if (pool.size > 1) return pool.scale(pool.size - 1);
+        log.warn("SIGTTOU ignored: the pool keeps at least one worker");
+        return Promise.resolve();
+      })),
+    ...IGNORED_SIGNALS.filter((signal) => !OPERATIONS.includes(signal)).map(
+      (signal) =>
+        runtime.onSignal(signal, () => {
+          const say = signal === "SIGWINCH" ? log.debug : log.info;
+          say(`${signal} ignored: it has no meaning to the master`);
+        }),
     ),
   ];
   let started = false;

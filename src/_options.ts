@@ -34,6 +34,15 @@ export interface ResolvedOptions {
   stderr: OutputTarget;
   logger: LogHandler | undefined;
   logLevel: LevelName;
+  reloadConcurrency: number;
+  /** 0: never. */
+  maxRequests: number;
+  maxRequestsJitter: number;
+  /** Bytes; 0: never. */
+  maxMemory: number;
+  /** 0: never. */
+  maxAge: number;
+  takeover: boolean;
 }
 
 const ACTION = "Cannot create supervisor";
@@ -50,6 +59,12 @@ const KNOWN_OPTIONS = [
   "stderr",
   "logger",
   "logLevel",
+  "reloadConcurrency",
+  "maxRequests",
+  "maxRequestsJitter",
+  "maxMemory",
+  "maxAge",
+  "takeover",
 ];
 
 /** Throws a TypeError naming the first key of `options` not in `known`. */
@@ -127,7 +142,25 @@ export function resolveOptions(options: SupervisorOptions): ResolvedOptions {
     stderr: output("stderr", options.stderr),
     logger: options.logger,
     logLevel: options.logLevel ?? "INFO",
+    reloadConcurrency: count(
+      "reloadConcurrency",
+      options.reloadConcurrency,
+      1,
+      MAX_WORKERS,
+    ),
+    maxRequests: limit("maxRequests", options.maxRequests),
+    maxRequestsJitter: limit("maxRequestsJitter", options.maxRequestsJitter),
+    maxMemory: limit("maxMemory", options.maxMemory),
+    maxAge: time("maxAge", options.maxAge, 0),
+    takeover: options.takeover ?? false,
   };
+  if (typeof resolved.takeover !== "boolean") {
+    throw new TypeError(
+      `${ACTION}: takeover must be a boolean, got ${
+        describeValue(resolved.takeover)
+      }`,
+    );
+  }
   if (
     resolved.logger !== undefined &&
     typeof resolved.logger?.handle !== "function"
@@ -226,11 +259,33 @@ function time(name: string, value: unknown, fallback: number, min = 0) {
   return value;
 }
 
-function count(name: string, value: unknown, fallback: number) {
+function count(
+  name: string,
+  value: unknown,
+  fallback: number,
+  max = Number.MAX_SAFE_INTEGER,
+) {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
+  if (
+    typeof value !== "number" || !Number.isSafeInteger(value) || value < 1 ||
+    value > max
+  ) {
+    const range = max === Number.MAX_SAFE_INTEGER
+      ? "a positive integer"
+      : `an integer from 1 to ${max}`;
     throw new RangeError(
-      `${ACTION}: ${name} must be a positive integer, got ${
+      `${ACTION}: ${name} must be ${range}, got ${describeValue(value)}`,
+    );
+  }
+  return value;
+}
+
+/** A count or a size where 0 (the default) means no limit. */
+function limit(name: string, value: unknown): number {
+  if (value === undefined) return 0;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(
+      `${ACTION}: ${name} must be a non-negative integer (0: no limit), got ${
         describeValue(value)
       }`,
     );

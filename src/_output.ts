@@ -11,7 +11,7 @@ import { concat } from "./_bytes.ts";
 import { absolute } from "./_path.ts";
 import { BurstWriter } from "./_burst_writer.ts";
 import { describe } from "./errors.ts";
-import type { FileSystem, StdioMode } from "./runtime/mod.ts";
+import type { AppendFile, FileSystem, StdioMode } from "./runtime/mod.ts";
 import type { OutputTarget } from "./types.ts";
 
 /** The longest line written whole; longer ones are cut with a marker. */
@@ -24,6 +24,8 @@ interface Sink {
   close(): Promise<void>;
   /** Bytes lost since a write last failed; null while writes succeed. */
   lost: number | null;
+  /** Opens its file again (after logrotate moved it); files only. */
+  reopen?(): Promise<void>;
 }
 
 type Stream = "stdout" | "stderr";
@@ -178,6 +180,22 @@ export class Outputs {
     if (last !== null) await write(last);
   }
 
+  /**
+   * Opens the output files again, by their paths: after logrotate moved
+   * them, the next lines go to new files. A file that cannot be opened
+   * keeps its old handle, and the error is reported.
+   */
+  async reopen(): Promise<void> {
+    const sinks = new Set([this.#sinks.stdout, this.#sinks.stderr]);
+    for (const sink of sinks) {
+      await sink?.reopen?.().catch((error) =>
+        this.#onError(
+          new Error(`Cannot reopen ${sink.name}: ${describe(error)}`),
+        )
+      );
+    }
+  }
+
   /** Closes the files this object opened. */
   async close(): Promise<void> {
     const sinks = new Set([this.#sinks.stdout, this.#sinks.stderr]);
@@ -254,7 +272,7 @@ async function fileSink(
   name: Stream,
   path: string,
 ): Promise<Sink> {
-  let file;
+  let file: AppendFile;
   try {
     file = await files.openAppend(path);
   } catch (error) {
@@ -273,6 +291,13 @@ async function fileSink(
     async close() {
       await writer.flush();
       await file.close();
+    },
+    async reopen() {
+      const old = file;
+      // The next burst goes to the new file; the one in flight ends first.
+      file = await files.openAppend(path);
+      await writer.flush();
+      await old.close();
     },
   };
 }

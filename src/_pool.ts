@@ -13,20 +13,26 @@
  *   `#tick` discounts the master's own stall, kills the overdue (no hello
  *   or ready within `readyTimeout`, no heartbeat within `workerTimeout`),
  *   and spawns ids left without a process.
- * - `addWorker` / `removeWorker`: the ids (`Slots`), spawned or stopped.
+ * - `addWorker` / `removeWorker` / `scale`: the ids (`Slots`), spawned or
+ *   stopped.
+ * - `reload()`, and a tick finding a process due for recycling: a rolling
+ *   replacement (`Rolling`); `#onMessage` hands an id over to its
+ *   replacement once that is ready, and the old process drains.
  * - `shutdown(signal)`: stop every process (SIGKILL after
  *   `gracefulTimeout`), drain their output, resolve `stopped`.
  *
  * @module
  */
 import { type ChildHandle, spawnChild } from "./_child.ts";
+import { drawLimits } from "./_recycle.ts";
+import { Rolling } from "./_rolling.ts";
 import { plural } from "./_text.ts";
 import { Ticker } from "./_ticker.ts";
 import { ControlServer } from "./_control_server.ts";
 import type { ResolvedOptions } from "./_options.ts";
 import { Outputs } from "./_output.ts";
 import { ExitCode, type WorkerMessage } from "./_protocol.ts";
-import type { Slot, Slots } from "./_slots.ts";
+import { type Slot, type Slots, startFailure } from "./_slots.ts";
 import { describe } from "./errors.ts";
 import { createLogger } from "./logging.ts";
 import type { ExitStatus, Runtime, SignalName } from "./runtime/mod.ts";
@@ -34,6 +40,8 @@ import type { Logger, PoolLogRecord, WorkerInfo } from "./types.ts";
 
 /** How long worker output may stay open after all workers exited. */
 const OUTPUT_DRAIN_MS = 2000;
+/** Whether Linux moves a closing listener's queued connections (0 or 1). */
+const MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req";
 
 type PoolState = "idle" | "running" | "stopping" | "stopped";
 
@@ -47,6 +55,13 @@ interface Running {
   outputs: Outputs;
   command: { command: string; args: string[] };
   ticker: Ticker;
+  rolling: Rolling;
+}
+
+/** Someone waiting for the pool to have exactly `size` ready workers. */
+interface SizeWaiter {
+  size: number;
+  settled: PromiseWithResolvers<void>;
 }
 
 /** The master side of a pool. */
@@ -61,6 +76,8 @@ export class Pool {
   #haltCause: string | null = null;
   #stopped = Promise.withResolvers<void>();
   #allReady = Promise.withResolvers<void>();
+  #sizeWaiters: SizeWaiter[] = [];
+  #migrateChecked = false;
 
   /** A pool of `slots`, the ids the `Supervisor` has held so far. */
   constructor(options: ResolvedOptions, slots: Slots) {
@@ -77,6 +94,16 @@ export class Pool {
   /** Whether a stop was asked for (the pool may still be stopping). */
   get stopping(): boolean {
     return this.#state === "stopping" || this.#state === "stopped";
+  }
+
+  /** Whether the workers were spawned and no stop was asked for. */
+  get running(): boolean {
+    return this.#state === "running";
+  }
+
+  /** How many worker ids the pool has. */
+  get size(): number {
+    return this.#slots.size;
   }
 
   /** Resolves once the pool has stopped and every worker was reaped. */
@@ -135,6 +162,13 @@ export class Pool {
       control,
       outputs,
       command: runtime.scriptCommand(),
+      rolling: new Rolling({
+        clock: runtime,
+        log,
+        spawnNext: (slot, generation) => this.#spawnNext(slot, generation),
+        abandon: (child) => void child.stop("SIGTERM"),
+        has: (slot) => this.#slots.has(slot),
+      }, this.#options.reloadConcurrency),
       ticker: new Ticker(
         runtime,
         // Deadlines are checked at a tenth of the shortest of them.
@@ -187,6 +221,8 @@ export class Pool {
     }
     this.#state = "stopping";
     this.#run.ticker.stop();
+    this.#run.rolling.stop("the pool is stopping");
+    this.#settleSizeWaiters("the pool is stopping");
     for (const slot of this.#slots) slot.cancel(this.#run.runtime);
     this.#run.log.info(
       `stopping ${plural(this.#children.size, "worker")} with ${signal}`,
@@ -205,12 +241,53 @@ export class Pool {
     if (this.#state === "running") this.#spawn(slot);
   }
 
-  /** Removes worker `id`: stops it with `signal`, resolves once it exited. */
+  /**
+   * Removes worker `id`: stops its processes with `signal`, resolves once
+   * they exited.
+   */
   async removeWorker(id: number, signal: SignalName): Promise<void> {
     const slot = this.#slots.remove(id);
-    if (this.#run !== null) slot.cancel(this.#run.runtime);
+    if (this.#run !== null) {
+      slot.cancel(this.#run.runtime);
+      this.#run.rolling.removed(slot);
+    }
     this.#checkAllReady(); // the others may be all there is left
-    if (slot.child !== null) await slot.child.stop(signal);
+    const processes = [slot.child, slot.next, ...slot.retiring];
+    await Promise.all(processes.map((child) => child?.stop(signal)));
+  }
+
+  /**
+   * Replaces every worker's process, one id at a time (see `Rolling`);
+   * reopens the output files first.
+   */
+  reload(): Promise<void> {
+    const run = this.#run;
+    if (this.#state !== "running" || run === null) {
+      return Promise.reject(
+        new Error(`Cannot reload: the pool is ${this.#state}`),
+      );
+    }
+    void run.outputs.reopen();
+    return run.rolling.reload(() => this.#slots);
+  }
+
+  /**
+   * Adds the lowest free ids, or removes the highest, until the pool has
+   * `size` workers; resolves once all of them are ready.
+   */
+  scale(size: number): Promise<void> {
+    if (this.stopping) {
+      return Promise.reject(new Error(`Cannot scale: the pool is stopping`));
+    }
+    const { add, remove } = this.#slots.resizePlan(size);
+    for (const id of add) this.addWorker(id);
+    for (const id of remove) void this.removeWorker(id, "SIGTERM");
+    // An earlier scale() waits for a size the pool no longer aims at.
+    this.#settleSizeWaiters(`the pool was scaled to ${size} since`);
+    const settled = Promise.withResolvers<void>();
+    this.#sizeWaiters.push({ size, settled });
+    this.#checkAllReady();
+    return settled.promise;
   }
 
   /** Closes the control socket and the outputs. */
@@ -223,8 +300,29 @@ export class Pool {
 
   #spawn(slot: Slot): void {
     const run = this.#run!;
-    if (this.#state !== "running" || slot.child !== null) return;
+    if (this.#state !== "running" || !slot.empty) return;
     if (!this.#slots.has(slot)) return;
+    const child = this.#launch(slot, run.rolling.generation);
+    if (typeof child === "string") {
+      // Out of processes or file descriptors, for now: back off and retry.
+      run.childLog.error(`Cannot spawn worker ${slot.id}: ${child}`);
+      slot.schedule(run.runtime, slot.spawnFailed(), () => this.#spawn(slot));
+      return;
+    }
+    slot.spawned(child);
+  }
+
+  /** Spawns a replacement for `slot`, beside its current process. */
+  #spawnNext(slot: Slot, generation: number): ChildHandle | string {
+    if (this.#state !== "running") return `the pool is ${this.#state}`;
+    const child = this.#launch(slot, generation);
+    if (typeof child !== "string") slot.spawnedNext(child);
+    return child;
+  }
+
+  /** Spawns a process for `slot`; returns it, or why it could not. */
+  #launch(slot: Slot, generation: number): ChildHandle | string {
+    const run = this.#run!;
     let child: ChildHandle;
     try {
       child = spawnChild(run.runtime, {
@@ -233,15 +331,13 @@ export class Pool {
         socket: run.control.socketPath,
         stdout: run.outputs.mode("stdout"),
         stderr: run.outputs.mode("stderr"),
+        generation,
+        limits: drawLimits(this.#options),
       }, { log: run.childLog, deadlines: this.#options });
     } catch (error) {
-      // Out of processes or file descriptors, for now: back off and retry.
       // The message only: formatting a stack needs file descriptors.
-      run.childLog.error(`Cannot spawn worker ${slot.id}: ${describe(error)}`);
-      slot.schedule(run.runtime, slot.spawnFailed(), () => this.#spawn(slot));
-      return;
+      return describe(error);
     }
-    slot.spawned(child);
     this.#children.add(child);
     run.control.admit(child);
     run.outputs.pump("stdout", child.stdout);
@@ -251,6 +347,7 @@ export class Pool {
       (status) => this.#onExit(slot, child, status),
       (error) => run.childLog.critical(`Cannot reap ${child}`, error),
     );
+    return child;
   }
 
   #onExit(slot: Slot, child: ChildHandle, status: ExitStatus): void {
@@ -259,7 +356,9 @@ export class Pool {
     child.exited();
     this.#children.delete(child);
     const running = this.#state === "running" && this.#slots.has(slot);
+    const failure = startFailure(child, status);
     const next = slot.exited(child, status, run.runtime.now(), running);
+    run.rolling.exited(child, failure);
     run.childLog[next.level](next.line);
     if (next.action === "halt") {
       this.#haltCause = next.cause;
@@ -274,10 +373,7 @@ export class Pool {
   #onMessage(child: ChildHandle, message: WorkerMessage): void {
     if (message.t !== "log") {
       child.receive(message);
-      if (message.t === "ready") {
-        this.#slots.get(child.id)?.policy.booted();
-        this.#checkAllReady();
-      }
+      if (message.t === "ready") this.#onReady(child);
       return;
     }
     child.seen();
@@ -287,6 +383,23 @@ export class Pool {
       workerId: child.id,
       pid: child.pid,
     });
+  }
+
+  #onReady(child: ChildHandle): void {
+    const run = this.#run!;
+    const slot = this.#slots.get(child.id);
+    if (slot?.next === child) {
+      // The hand-over: the replacement serves, the old process drains.
+      const old = slot.promote();
+      slot.cancel(run.runtime);
+      if (old !== null) {
+        run.childLog.info(`${old} replaced by ${child}; it drains`);
+        void old.stop("SIGTERM");
+        this.#checkMigrate();
+      }
+    } else if (slot?.child === child) slot.policy.booted();
+    run.rolling.ready(child);
+    this.#checkAllReady();
   }
 
   #onLost(child: ChildHandle, cause: string): void {
@@ -302,6 +415,39 @@ export class Pool {
       if (slot.child?.state !== "ready") return;
     }
     this.#allReady.resolve();
+    const size = this.#slots.size;
+    this.#sizeWaiters = this.#sizeWaiters.filter((waiter) => {
+      if (waiter.size !== size) return true;
+      waiter.settled.resolve();
+      return false;
+    });
+  }
+
+  #settleSizeWaiters(why: string): void {
+    for (const { size, settled } of this.#sizeWaiters.splice(0)) {
+      settled.reject(new Error(`Cannot scale to ${size}: ${why}`));
+    }
+  }
+
+  /**
+   * Once per pool, at the first hand-over of a worker that serves HTTP:
+   * without `net.ipv4.tcp_migrate_req`, Linux resets the connections
+   * waiting in the accept queue of a listener that closes.
+   */
+  #checkMigrate(): void {
+    if (this.#migrateChecked) return;
+    const serving = [...this.#children].some((child) =>
+      child.requests !== null
+    );
+    if (!serving) return;
+    this.#migrateChecked = true;
+    const run = this.#run!;
+    const value = run.runtime.readTextFile(MIGRATE_SYSCTL)?.trim();
+    if (value === "0") {
+      run.log.warn(
+        `net.ipv4.tcp_migrate_req is 0: connections waiting to be accepted by a worker that stops are reset. To move them to the other workers: sysctl -w net.ipv4.tcp_migrate_req=1`,
+      );
+    }
   }
 
   /**
@@ -316,10 +462,12 @@ export class Pool {
       if (overdue !== null) child.kill(overdue);
     }
     for (const slot of this.#slots) {
-      if (slot.child === null && !slot.waiting) {
+      if (slot.empty && !slot.waiting) {
         run.childLog.warn(`worker ${slot.id} had no process; spawning one`);
         this.#spawn(slot);
       }
+      const due = slot.child?.recycleDue(now);
+      if (due) run.rolling.recycle(slot, due);
     }
   }
 

@@ -194,8 +194,11 @@ export interface WireRecord {
 export type WorkerMessage =
   /** The first frame: who the connection is. */
   | { t: "hello"; id: number; pid: number; token: string }
-  /** The worker's event loop runs. */
-  | { t: "hb" }
+  /**
+   * The worker's event loop runs; with its resident memory (bytes) and the
+   * requests its `serve()` servers answered so far.
+   */
+  | { t: "hb"; rss?: number; req?: number }
   /** The `onStart` callbacks finished. */
   | { t: "ready" }
   | { t: "log"; record: WireRecord }

@@ -11,7 +11,7 @@ import { checkId, MAX_WORKERS, type ResolvedOptions } from "./_options.ts";
 import { ExitCode } from "./_protocol.ts";
 import { RestartPolicy } from "./_restart_policy.ts";
 import type { Clock, ExitStatus, Timer } from "./runtime/mod.ts";
-import type { WorkerInfo } from "./types.ts";
+import type { WorkerInfo, WorkerProcessInfo } from "./types.ts";
 
 /** The first backoff delay after repeated early deaths. */
 const INITIAL_RESTART_DELAY = 100;
@@ -35,8 +35,12 @@ export type AfterExit =
 export class Slot {
   readonly id: number;
   readonly policy: RestartPolicy;
-  /** Its live process, if it has one. */
+  /** Its current process, if it has one. */
   child: ChildHandle | null = null;
+  /** Its replacement while it starts (a reload, a recycle). */
+  next: ChildHandle | null = null;
+  /** Its earlier processes, replaced and still draining. */
+  readonly retiring = new Set<ChildHandle>();
   #spawns = 0;
   #timer: Timer | undefined;
 
@@ -50,17 +54,42 @@ export class Slot {
     return this.#timer !== undefined;
   }
 
-  /** `child` is its new process. */
+  /** Whether it has neither a process nor a replacement starting. */
+  get empty(): boolean {
+    return this.child === null && this.next === null;
+  }
+
+  /** `child` is its new current process. */
   spawned(child: ChildHandle): void {
     this.#spawns++;
     this.child = child;
+  }
+
+  /** `child` is its replacement, starting beside the current process. */
+  spawnedNext(child: ChildHandle): void {
+    this.#spawns++;
+    this.next = child;
+  }
+
+  /**
+   * Its replacement is ready: it becomes the current process. Returns the
+   * process it replaces (now retiring, for the caller to stop), if any.
+   */
+  promote(): ChildHandle | null {
+    const old = this.child;
+    this.child = this.next;
+    this.next = null;
+    if (old !== null) this.retiring.add(old);
+    return old;
   }
 
   /**
    * Its process `child` exited with `status` at `now`: what follows. While
    * the pool runs it is spawned again, at once or after a backoff, and a
    * process that exits before it was ready failed to start: so many in a
-   * row halt the pool.
+   * row halt the pool. A retiring process or a replacement is not
+   * replaced; a current process with a replacement starting hands over to
+   * it.
    */
   exited(
     child: ChildHandle,
@@ -68,10 +97,26 @@ export class Slot {
     now: number,
     running: boolean,
   ): AfterExit {
-    if (this.child === child) this.child = null;
     const uptime = Math.round(now - child.spawnedAt);
     const line = `${child} ${describeExit(status)} after ${uptime} ms`;
+    if (this.retiring.delete(child)) {
+      return { line: `${line} (replaced)`, level: "info", action: "none" };
+    }
+    if (this.next === child) {
+      this.next = null;
+      return { line, level: running ? "warn" : "info", action: "none" };
+    }
+    if (this.child === child) this.child = null;
     if (!running) return { line, level: "info", action: "none" };
+    if (this.next !== null) {
+      this.child = this.next;
+      this.next = null;
+      return {
+        line: `${line}; its replacement ${this.child} takes over`,
+        level: "warn",
+        action: "none",
+      };
+    }
     if (child.stoppedBy !== null) {
       return {
         line:
@@ -81,14 +126,7 @@ export class Slot {
         delay: SIGNALLED_RESTART_DELAY,
       };
     }
-    // Exiting before ready is a failure to start, unless it was the channel
-    // that failed it (a flood of connections, say): that is not its code.
-    const lostChannel = status.signal === null &&
-      status.code === ExitCode.channelLost;
-    const bootError = child.wasReady || lostChannel
-      ? null
-      : child.bootFailure?.message ?? child.killedFor ??
-        `it ${describeExit(status)} before it was ready`;
+    const bootError = startFailure(child, status);
     const decision = this.policy.exited(uptime, bootError !== null);
     if (decision.action === "halt") {
       return {
@@ -145,8 +183,39 @@ export class Slot {
         : child.state,
       restarts: Math.max(0, this.#spawns - 1),
       uptime: child ? Math.round(now - child.spawnedAt) : 0,
+      generation: child?.generation ?? 0,
+      next: this.next === null ? null : processInfo(this.next, now),
+      retiring: Object.freeze(
+        Array.from(this.retiring, (old) => processInfo(old, now)),
+      ),
     });
   }
+}
+
+/**
+ * Why `child`, which exited with `status`, failed to start; null when it
+ * was ready first. A channel lost before ready (a flood of connections,
+ * say) is not its code's failure either.
+ */
+export function startFailure(
+  child: ChildHandle,
+  status: ExitStatus,
+): string | null {
+  const lostChannel = status.signal === null &&
+    status.code === ExitCode.channelLost;
+  if (child.wasReady || lostChannel) return null;
+  return child.bootFailure?.message ?? child.killedFor ??
+    `it ${describeExit(status)} before it was ready`;
+}
+
+function processInfo(child: ChildHandle, now: number): WorkerProcessInfo {
+  return Object.freeze({
+    pid: child.pid,
+    // Exited processes leave the slot: what is left is alive.
+    state: child.state === "exited" ? "stopping" : child.state,
+    generation: child.generation,
+    uptime: Math.round(now - child.spawnedAt),
+  });
 }
 
 /** The worker ids of a pool, in the order they were added. */
@@ -207,6 +276,23 @@ export class Slots {
     }
     this.#slots.delete(id);
     return slot;
+  }
+
+  /**
+   * How to reach `size` workers: the lowest free ids to add, or the
+   * highest ids to remove.
+   */
+  resizePlan(size: number): { add: number[]; remove: number[] } {
+    const ids = [...this.#slots.keys()];
+    const add: number[] = [];
+    for (let id = 0; ids.length + add.length < size; id++) {
+      if (!this.#slots.has(id)) add.push(id);
+    }
+    const remove = ids.sort((a, b) => b - a).slice(
+      0,
+      Math.max(0, ids.length - size),
+    );
+    return { add, remove };
   }
 
   /** The slot of worker `id`. */

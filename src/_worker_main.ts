@@ -15,7 +15,7 @@ import {
   type WorkerEnv,
 } from "./_protocol.ts";
 import { BootError, describe } from "./errors.ts";
-import { shutdownServers } from "./serve.ts";
+import { requestsServed, shutdownServers } from "./serve.ts";
 import {
   createLogger,
   formatArg,
@@ -46,7 +46,11 @@ export async function runWorker(
   const log = createLogger("workerpool.worker", forward);
   let beat: Timer | undefined;
   const heartbeat = () => {
-    client.send({ t: "hb" });
+    client.send({
+      t: "hb",
+      rss: runtime.rss(),
+      req: requestsServed() ?? undefined,
+    });
     beat = runtime.setTimeout(heartbeat, env.heartbeatInterval);
   };
   beat = runtime.setTimeout(heartbeat, env.heartbeatInterval);

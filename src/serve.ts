@@ -67,24 +67,91 @@ export async function serve(
   }
   const report = (error: unknown, request: Request) =>
     logRequestError(error, request, runtime.pid);
+  const guarded = guard(handler, onError ?? report, report);
+  const drain = { draining: false, last: 0 };
+  const counted: Handler = (request) => {
+    served++;
+    drain.last = Date.now();
+    if (!drain.draining) return guarded(request);
+    const response = guarded(request);
+    return response instanceof Promise
+      ? response.then(closing)
+      : closing(response);
+  };
   let server;
   try {
-    server = await runtime.serve(
-      { port, hostname, reusePort },
-      guard(handler, onError ?? report, report),
-    );
+    server = await runtime.serve({ port, hostname, reusePort }, counted);
   } catch (error) {
     throw new Error(
       `Cannot listen on ${hostname}:${port}: ${describe(error)}`,
       { cause: error },
     );
   }
+  servers++;
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
-    stopping ??= server.shutdown().finally(() => open.delete(shutdown));
+    stopping ??= closeKeepAlive(drain).then(() => server.shutdown()).finally(
+      () => open.delete(shutdown),
+    );
   open.add(shutdown);
   signal?.addEventListener("abort", shutdown, { once: true });
   return { port: server.port, hostname: server.hostname, shutdown };
+}
+
+/** Requests this process's servers took, all servers together. */
+let served = 0;
+/** Servers this process started. */
+let servers = 0;
+
+/**
+ * The requests this process's servers took so far, or null when it never
+ * started one: what a pool's worker reports in its heartbeat.
+ */
+export function requestsServed(): number | null {
+  return servers === 0 ? null : served;
+}
+
+/** How long a stopping server may go on answering with `Connection: close`. */
+const DRAIN_MS = 500;
+/** A stopping server that took no request for this long stops at once. */
+const QUIET_MS = 50;
+
+/**
+ * Before a server stops listening, and closes its idle keep-alive
+ * connections (where a client may be sending a request at that very
+ * moment, which then fails), it answers for a while with `Connection:
+ * close`: a client that sends requests on a connection learns from the
+ * answer to open a new one, which another worker takes. It goes on until no
+ * request came for `QUIET_MS`, at most `DRAIN_MS`.
+ */
+async function closeKeepAlive(
+  drain: { draining: boolean; last: number },
+): Promise<void> {
+  drain.draining = true;
+  const end = Date.now() + DRAIN_MS;
+  for (;;) {
+    const quiet = Date.now() - drain.last;
+    const wait = Math.min(QUIET_MS - quiet, end - Date.now());
+    if (wait <= 0) return;
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+}
+
+/** `response`, telling the client to close the connection after it. */
+function closing(response: Response): Response {
+  try {
+    response.headers.set("connection", "close");
+    return response;
+  } catch {
+    // Immutable headers (a Response.redirect, a fetched response): a copy.
+    const headers = new Headers(response.headers);
+    headers.set("connection", "close");
+    return new Response(response.body, {
+      status: response.status,
+      statusText: response.statusText,
+      headers,
+    });
+  }
 }
 
 /** The shutdown of every server of this process not yet shut down. */

@@ -6,6 +6,7 @@
  */
 import {
   checkKeys,
+  MAX_WORKERS,
   type ResolvedOptions,
   resolveOptions,
   toFactory,
@@ -120,6 +121,53 @@ export class Supervisor {
     this.#slots.remove(id);
   }
 
+  /**
+   * A rolling reload: for each worker id in turn (`reloadConcurrency` at a
+   * time), a new process of the script, read again from disk, starts
+   * beside the old one; once it is ready, the old one stops gracefully
+   * (`SIGTERM`, so `serve()` drains). Output files given as paths are
+   * opened again. The same as `SIGHUP` to the master.
+   *
+   * Called during a reload, it queues one more full reload after it (the
+   * calls share it).
+   *
+   * @returns Resolves once every id runs a new, ready process. Rejects,
+   * keeping the old processes of the ids not yet replaced, when a new
+   * process fails to start or is not ready within `readyTimeout`, with
+   * the cause; also when the pool stops first, or is not running.
+   */
+  reload(): Promise<void> {
+    if (this.#pool === null) {
+      return Promise.reject(
+        new Error("Cannot reload: the pool is not running"),
+      );
+    }
+    return this.#pool.reload();
+  }
+
+  /**
+   * Sets the number of workers: adds the lowest free ids, or removes the
+   * highest ids (gracefully, as `removeWorker`). `SIGTTIN` to the master
+   * adds one, `SIGTTOU` removes one (never the last).
+   *
+   * @param size The number of workers, 1 to 1024.
+   * @returns Resolves once the pool has `size` workers, all ready; rejects
+   * when the pool stops first, or when a later `scale()` changed the
+   * size. Before `main()`, sets the ids and resolves.
+   */
+  scale(size: number): Promise<void> {
+    try {
+      checkSize(size);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#pool !== null) return this.#pool.scale(size);
+    const { add, remove } = this.#slots.resizePlan(size);
+    for (const id of add) this.#slots.add(id);
+    for (const id of remove) this.#slots.remove(id);
+    return Promise.resolve();
+  }
+
   /** Stops the pool gracefully: the same as {@linkcode terminate}. */
   stop(): Promise<void> {
     return this.terminate();
@@ -189,6 +237,19 @@ export class Supervisor {
       pidfile: options.pidfile,
       launcher,
     });
+  }
+}
+
+function checkSize(size: unknown): void {
+  if (typeof size !== "number") {
+    throw new TypeError(
+      `Cannot scale: size must be a number, got ${describeValue(size)}`,
+    );
+  }
+  if (!Number.isSafeInteger(size) || size < 1 || size > MAX_WORKERS) {
+    throw new RangeError(
+      `Cannot scale: size must be an integer from 1 to ${MAX_WORKERS}, got ${size}`,
+    );
   }
 }
 

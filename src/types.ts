@@ -84,6 +84,44 @@ export interface SupervisorOptions {
    * @default {"INFO"}
    */
   logLevel?: LevelName;
+  /**
+   * How many worker ids a rolling reload replaces at a time.
+   * @default {1}
+   */
+  reloadConcurrency?: number;
+  /**
+   * A worker that served this many requests through `serve()` is replaced
+   * (the replacement first, then the old one drains); 0 never.
+   * @default {0}
+   */
+  maxRequests?: number;
+  /**
+   * Up to this many requests are added to `maxRequests`, at random for each
+   * process, so that workers started together are not replaced together.
+   * @default {0}
+   */
+  maxRequestsJitter?: number;
+  /**
+   * A worker whose resident memory (RSS, in bytes, as its heartbeat
+   * reports it) exceeds this is replaced; 0 never.
+   * @default {0}
+   */
+  maxMemory?: number;
+  /**
+   * A worker older than this is replaced; each process draws its own limit
+   * up to 10 % above it, so that workers started together are not replaced
+   * together. 0 never.
+   * @default {0}
+   */
+  maxAge?: number;
+  /**
+   * Start on a port another pool holds (its workers serve through `serve()`
+   * with `reusePort`): once every worker of this pool is ready, the other
+   * pool is told to drain and exit. Without it, such a start fails and
+   * names the other pool's master.
+   * @default {false}
+   */
+  takeover?: boolean;
 }
 
 /** Options of `Supervisor.main`. */
@@ -116,6 +154,32 @@ export interface WorkerInfo {
   /** How many times this id's process was replaced. */
   readonly restarts: number;
   /** Milliseconds since the current process was spawned (0 without one). */
+  readonly uptime: number;
+  /**
+   * The reload its current process was spawned in: 0 before the first
+   * reload, then 1, 2… (one more for each `reload()` or SIGHUP begun).
+   */
+  readonly generation: number;
+  /**
+   * During a rolling replacement of this id (a reload, a recycle): the new
+   * process, `starting` until it is ready; then it becomes the current one.
+   */
+  readonly next: WorkerProcessInfo | null;
+  /** Earlier processes of this id, replaced and still draining. */
+  readonly retiring: readonly WorkerProcessInfo[];
+}
+
+/**
+ * A process of a worker id other than its current one: in
+ * `WorkerInfo.next` and `WorkerInfo.retiring`.
+ */
+export interface WorkerProcessInfo {
+  readonly pid: number;
+  /** `starting`, `ready`, or `stopping` (draining). */
+  readonly state: "starting" | "ready" | "stopping";
+  /** The reload it was spawned in. */
+  readonly generation: number;
+  /** Milliseconds since it was spawned. */
   readonly uptime: number;
 }
 

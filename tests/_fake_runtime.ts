@@ -222,6 +222,9 @@ export class FakeRuntime implements Runtime {
   fileLimit(): Promise<number | null> {
     return Promise.resolve(this.limit);
   }
+  rss(): number {
+    return 30 * 1024 * 1024;
+  }
   onSignal(signal: SignalName, listener: () => void) {
     const set = this.#listeners.get(signal) ?? new Set();
     set.add(listener);

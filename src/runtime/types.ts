@@ -184,6 +184,8 @@ export interface Processes extends Clock {
   mainThread(pid: number): MainThread | null;
   /** This process's open-file limit (soft), or null where it is unknown. */
   fileLimit(): Promise<number | null>;
+  /** This process's resident memory, in bytes. */
+  rss(): number;
   /** Adds a signal listener; returns the function that removes it. */
   onSignal(signal: SignalName, listener: () => void): () => void;
   exit(code: number): never;

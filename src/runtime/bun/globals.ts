@@ -46,6 +46,7 @@ export interface NodeProcess {
   on(signal: string, listener: () => void): void;
   off(signal: string, listener: () => void): void;
   exit(code: number): never;
+  memoryUsage: { rss(): number };
 }
 
 // The few parts of Bun's surface used here, declared structurally so that

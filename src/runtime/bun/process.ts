@@ -61,6 +61,7 @@ export const processes: Processes = {
       return null; // not Linux: unknown
     }
   },
+  rss: () => node().memoryUsage.rss(),
   onSignal(signal, listener) {
     node().on(signal, listener);
     return () => void node().off(signal, listener);

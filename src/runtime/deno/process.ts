@@ -60,6 +60,7 @@ export const processes: Processes = {
       return null; // not Linux: unknown
     }
   },
+  rss: () => Deno.memoryUsage().rss,
   onSignal(signal, listener) {
     Deno.addSignalListener(signal as Deno.Signal, listener);
     return () => Deno.removeSignalListener(signal as Deno.Signal, listener);

@@ -1,0 +1,279 @@
+// Operating a live pool: rolling reload on SIGHUP, scaling on TTIN/TTOU,
+// recycling; real processes, real signals, real HTTP.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  answering,
+  cleanup,
+  fixture,
+  freePort,
+  getWhenUp,
+  httpGet,
+  type Master,
+  readEvents,
+  runtime,
+  startScript,
+  stopAndCheck,
+  taggedPids,
+  testDir,
+  waitFor,
+} from "../_helpers.ts";
+import { startLoad } from "../_load.ts";
+
+const dir = testDir();
+const pool = fixture("pool.ts");
+
+/** How many times `pattern` occurs in the master's output. */
+function count(master: Master, pattern: RegExp): number {
+  return master.output().match(new RegExp(pattern, "g"))?.length ?? 0;
+}
+
+/** Waits until the master said `pattern` `times` times in all. */
+function said(master: Master, pattern: RegExp, times = 1): Promise<true> {
+  return waitFor(
+    `the master to say ${pattern} (${times}×)`,
+    () => count(master, pattern) >= times,
+  );
+}
+
+/** The versions answering on `port`, over `requests` fresh connections. */
+async function versions(port: number, requests = 12): Promise<Set<string>> {
+  const seen = new Set<string>();
+  for (let i = 0; i < requests; i++) {
+    seen.add((await httpGet(port)).split(" ")[2]!);
+  }
+  return seen;
+}
+
+describe("rolling reload", () => {
+  test("SIGHUP picks up new code, one worker at a time, with no gap", async () => {
+    const port = await freePort();
+    const version = join(dir, "reload.version");
+    writeFileSync(version, "1");
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+      FIXTURE_VERSION_FILE: version,
+    });
+    try {
+      const before = await answering(port, 2);
+      assert.deepEqual(await versions(port), new Set(["v1"]));
+      writeFileSync(version, "2");
+      master.kill("SIGHUP");
+      await said(master, /reload 1 done: 2 workers replaced/);
+      // The old processes answer until they drained and exited.
+      await waitFor(
+        "the old workers to exit",
+        () => [...before.values()].every((pid) => !runtime.isAlive(pid)),
+      );
+      assert.deepEqual(await versions(port), new Set(["v2"]));
+      const after = await answering(port, 2);
+      for (const id of [0, 1]) assert.notEqual(after.get(id), before.get(id));
+      assert.equal(taggedPids(master.tag).length, 3);
+      await stopAndCheck(master);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("a broken deploy keeps the old workers serving; a fixed one reloads", async () => {
+    const port = await freePort();
+    const version = join(dir, "broken.version");
+    writeFileSync(version, "1");
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+      FIXTURE_VERSION_FILE: version,
+    });
+    try {
+      const before = await answering(port, 2);
+      writeFileSync(version, "broken");
+      master.kill("SIGHUP");
+      await said(master, /Reload 1 failed: .*fixture broken deploy/);
+      assert.match(master.output(), /ERROR .*Reload 1 failed/);
+      assert.deepEqual(await answering(port, 2), before);
+      assert.deepEqual(await versions(port), new Set(["v1"]));
+      writeFileSync(version, "3");
+      master.kill("SIGHUP");
+      await said(master, /reload 2 done: 2 workers replaced/);
+      await waitFor(
+        "the old workers to exit",
+        () => [...before.values()].every((pid) => !runtime.isAlive(pid)),
+      );
+      assert.deepEqual(await versions(port), new Set(["v3"]));
+      await stopAndCheck(master);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("SIGTERM during a reload stops both generations", async () => {
+    const port = await freePort();
+    const version = join(dir, "slow.version");
+    writeFileSync(version, "1");
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+      FIXTURE_VERSION_FILE: version,
+    });
+    try {
+      await answering(port, 2);
+      // The replacement takes 3 s to get ready: the stop lands meanwhile.
+      writeFileSync(version, "slow");
+      master.kill("SIGHUP");
+      await said(master, /reloading 2 workers/);
+      await waitFor(
+        "the replacement",
+        () => taggedPids(master.tag).length === 4,
+      );
+      await stopAndCheck(master);
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
+describe("a reload under load", () => {
+  test("drops no request, and a slow request in flight completes", {
+    skip: migrateSkip(),
+  }, async () => {
+    const port = await freePort();
+    const version = join(dir, "load.version");
+    writeFileSync(version, "1");
+    const events = join(dir, "load.events");
+    const restore = setMigrate("1");
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+      FIXTURE_VERSION_FILE: version,
+      FIXTURE_SLOW_MS: "2000",
+      FIXTURE_EVENTS: events,
+    });
+    try {
+      await answering(port, 2);
+      const load = startLoad(port, 8);
+      for (let reload = 1; reload <= 3; reload++) {
+        writeFileSync(version, String(reload + 1));
+        const slow = reload === 2 ? httpGet(port, "/slow") : null;
+        if (slow) {
+          await waitFor(
+            "the slow request in its handler",
+            () => readEvents(events).some((e) => e.includes("slow-begin")),
+          );
+        }
+        master.kill("SIGHUP");
+        await said(master, new RegExp(`reload ${reload} done`));
+        if (slow) assert.equal(await slow, "slow but whole");
+      }
+      const result = await load.stop();
+      assert.equal(result.failed, 0, result.errors.join("\n"));
+      assert.ok(result.ok > 100, `${result.ok} requests answered`);
+      // The old processes answer until they drained and exited.
+      await waitFor(
+        "the old workers to exit",
+        () => taggedPids(master.tag).length === 3,
+      );
+      assert.deepEqual(await versions(port), new Set(["v4"]));
+      await stopAndCheck(master);
+    } finally {
+      restore();
+      await cleanup(master);
+    }
+  });
+});
+
+describe("scaling", () => {
+  test("TTIN adds a worker, TTOU removes the highest id, never the last", async () => {
+    const port = await freePort();
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "1",
+    });
+    try {
+      const [[, first]] = [...(await answering(port, 1))];
+      master.kill("SIGTTIN");
+      const two = await answering(port, 2);
+      assert.equal(two.get(0), first);
+      master.kill("SIGTTOU");
+      await waitFor("worker 1 to exit", () => !runtime.isAlive(two.get(1)!));
+      master.kill("SIGTTOU");
+      await said(master, /SIGTTOU ignored: the pool keeps at least one worker/);
+      assert.equal((await getWhenUp(port)).split(" ")[1], String(first));
+      assert.equal(taggedPids(master.tag).length, 2);
+      await stopAndCheck(master);
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
+describe("recycling", () => {
+  test("by request count: a worker past maxRequests is replaced", async () => {
+    const port = await freePort();
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "1",
+      FIXTURE_MAXREQUESTS: "5",
+      // Heartbeats (which carry the count) every 200 ms.
+      FIXTURE_WORKERTIMEOUT: "1000",
+    });
+    try {
+      const first = (await answering(port, 1)).get(0)!;
+      for (let i = 0; i < 6; i++) await httpGet(port);
+      await said(
+        master,
+        /recycling worker 0 .*: it served \d+ requests \(limit 5\)/,
+      );
+      await said(master, new RegExp(`worker 0 \\(pid ${first}\\) replaced by`));
+      await waitFor("the old worker to exit", () => !runtime.isAlive(first));
+      assert.notEqual((await answering(port, 1)).get(0), first);
+      await stopAndCheck(master);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("by age: a worker older than maxAge is replaced", async () => {
+    const port = await freePort();
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "1",
+      FIXTURE_MAXAGE: "1500",
+    });
+    try {
+      const first = (await answering(port, 1)).get(0)!;
+      await said(master, /recycling worker 0 .*: it is \d+ ms old/);
+      await said(master, new RegExp(`worker 0 \\(pid ${first}\\) replaced by`));
+      assert.notEqual((await answering(port, 1)).get(0), first);
+      await stopAndCheck(master);
+    } finally {
+      await cleanup(master);
+    }
+  });
+});
+
+const MIGRATE = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+/** Why the load test cannot run here, or false. */
+function migrateSkip(): string | false {
+  try {
+    const value = readFileSync(MIGRATE, "utf8").trim();
+    if (value === "1") return false;
+    writeFileSync(MIGRATE, "1");
+    writeFileSync(MIGRATE, value);
+    return false;
+  } catch (error) {
+    return `net.ipv4.tcp_migrate_req cannot be set here (${
+      (error as Error).message
+    }): without it Linux resets connections queued on a closing listener`;
+  }
+}
+
+/** Sets the sysctl; returns what restores it. */
+function setMigrate(value: string): () => void {
+  const old = readFileSync(MIGRATE, "utf8").trim();
+  writeFileSync(MIGRATE, value);
+  return () => writeFileSync(MIGRATE, old);
+}
