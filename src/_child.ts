@@ -33,6 +33,8 @@ export type ChildState = "starting" | "ready" | "stopping" | "exited";
 export interface BootFailure {
   message: string;
   stack: string | null;
+  /** Trying again cannot help: the pool halts at once. */
+  fatal?: boolean;
 }
 
 /** One spawned worker process. */
@@ -179,6 +181,8 @@ export class ChildHandle {
       case "stopping":
         this.stoppedFromElsewhere(message.signal);
         break;
+      case "port":
+        break; // the pool's business
       case "bye":
         // Every frame before it was read: closing the channel says so.
         this.#leaving = true;
@@ -298,6 +302,8 @@ export interface ChildSpec {
   stderr: StdioMode;
   generation: number;
   limits: RecycleLimits;
+  /** Whether it may take over ports another pool serves. */
+  takeover: boolean;
 }
 
 /** Spawns the process of worker `spec.id`, with its token and environment. */
@@ -316,6 +322,7 @@ export function spawnChild(
       heartbeatInterval: heartbeatInterval(context.deadlines.workerTimeout),
       gracefulTimeout: context.deadlines.gracefulTimeout,
       masterPid: runtime.pid,
+      takeover: spec.takeover,
     }),
     stdin: "null",
     stdout: spec.stdout,

@@ -125,6 +125,9 @@ interface Unchecked {
   loggerName?: unknown;
   rss?: unknown;
   req?: unknown;
+  fatal?: unknown;
+  port?: unknown;
+  holder?: unknown;
 }
 
 function optionalCount(value: unknown): boolean {
@@ -147,7 +150,12 @@ function isWorkerMessage(value: unknown): value is WorkerMessage {
         typeof v.token === "string";
     case "boot-error":
       return typeof v.message === "string" &&
-        (typeof v.stack === "string" || v.stack === null);
+        (typeof v.stack === "string" || v.stack === null) &&
+        (v.fatal === undefined || typeof v.fatal === "boolean");
+    case "port":
+      return typeof v.port === "number" && optionalCount(v.port) &&
+        (v.holder === null ||
+          typeof v.holder === "number" && optionalCount(v.holder));
     case "bye":
       return typeof v.code === "number";
     case "stopping":

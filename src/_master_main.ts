@@ -8,7 +8,8 @@
 import { removeStaleControlDirs } from "./_control_server.ts";
 import { type DaemonReport, reportToLauncher } from "./_daemon.ts";
 import type { ResolvedOptions } from "./_options.ts";
-import { Pidfile } from "./_pidfile.ts";
+import { Pidfile, PidfileError } from "./_pidfile.ts";
+import { isLiveMaster } from "./_port_lock.ts";
 import type { Pool } from "./_pool.ts";
 import { ExitCode, IGNORED_SIGNALS } from "./_protocol.ts";
 import { flushStderr, writeStderr } from "./_stderr.ts";
@@ -34,6 +35,8 @@ export interface MasterParts {
   pidfile: string | undefined;
   /** Where to report to a daemon's launcher, in a daemon. */
   launcher: string | undefined;
+  /** A pidfile taken over from another master, once it was. */
+  taken?: Pidfile;
 }
 
 /** Runs the master; resolves with the process's exit code. */
@@ -115,12 +118,7 @@ export async function runMaster(
     // the master's onStart callbacks run.
     await pool.open(runtime, emit, log);
     if (parts.pidfile !== undefined) {
-      pidfile = Pidfile.acquire(
-        runtime,
-        parts.pidfile,
-        runtime.pid,
-        (pid) => runtime.isAlive(pid),
-      );
+      pidfile = acquirePidfile(runtime, parts, log);
     }
     // Stopped before it started (stop() before main()): nothing to run.
     if (!pool.stopping) {
@@ -159,9 +157,47 @@ export async function runMaster(
   if (started) code = await runShutdownCallbacks(parts, log, code);
   await pool.dispose();
   pidfile?.release();
+  parts.taken?.release();
   await flushStderr();
   for (const remove of removers) remove();
   return code;
+}
+
+/**
+ * Takes the pidfile. With `takeover`, a pidfile held by a live workerpool
+ * master is taken over: that master is told to drain and exit once this
+ * pool is ready, and the pidfile rewritten then; null until that happens.
+ */
+function acquirePidfile(
+  runtime: Runtime,
+  parts: MasterParts,
+  log: Logger,
+): Pidfile | null {
+  const path = parts.pidfile!;
+  try {
+    return Pidfile.acquire(
+      runtime,
+      path,
+      runtime.pid,
+      (pid) => runtime.isAlive(pid),
+    );
+  } catch (error) {
+    const holder = error instanceof PidfileError ? error.holder : null;
+    if (
+      !parts.options.takeover || holder === null ||
+      !isLiveMaster(runtime, holder)
+    ) throw error;
+    log.info(
+      `pidfile ${path} names master pid ${holder}: taking over from it once every worker is ready`,
+    );
+    parts.pool.retire(holder);
+    parts.pool.allReady.then(() => {
+      parts.taken = Pidfile.replace(runtime, path, runtime.pid);
+    }).catch((error) => {
+      if (parts.pool.running) log.error(describe(error));
+    });
+    return null;
+  }
 }
 
 /** Tells the launcher once every worker is ready, or why they are not. */

@@ -56,7 +56,7 @@ export class Pidfile {
     pid: number,
     isAlive: (pid: number) => boolean,
   ): Pidfile {
-    const temporary = `${target}.${pid}.tmp`;
+    const temporary = temporaryPath(target, pid);
     files.writeTextFile(temporary, `${pid}\n`);
     try {
       for (let attempt = 0; attempt < 3; attempt++) {
@@ -72,9 +72,11 @@ export class Pidfile {
             `Cannot write pidfile: ${target} exists and does not hold a pid`,
           );
         }
-        if (holder !== pid && isAlive(holder)) {
+        if (holder === pid) return new Pidfile(files, target, pid);
+        if (isAlive(holder)) {
           throw new PidfileError(
             `Cannot write pidfile: ${target} holds pid ${holder}, which is running`,
+            { holder },
           );
         }
         // Stale: its process is gone. Take it over.
@@ -88,12 +90,48 @@ export class Pidfile {
     }
   }
 
+  /**
+   * Writes `pid` to `path` whoever holds it: a takeover, once the holder
+   * was told to go. The holder, which removes only a file with its own
+   * pid, leaves it.
+   */
+  static replace(files: FileSystem, path: string, pid: number): Pidfile {
+    const target = absolute(files.cwd(), path);
+    const temporary = temporaryPath(target, pid);
+    try {
+      files.writeTextFile(temporary, `${pid}\n`);
+      files.remove(target);
+      if (!files.link(temporary, target)) {
+        throw new PidfileError(
+          `Cannot write pidfile: ${target} reappeared; another process races for it`,
+        );
+      }
+      return new Pidfile(files, target, pid);
+    } catch (error) {
+      if (error instanceof PidfileError) throw error;
+      throw new PidfileError(
+        `Cannot write pidfile ${target}: ${describe(error)}`,
+        { cause: error },
+      );
+    } finally {
+      files.remove(temporary);
+    }
+  }
+
   /** Removes the pidfile if it still holds our pid. */
   release(): void {
     if (readPid(this.#files, this.path) === this.pid) {
       this.#files.remove(this.path);
     }
   }
+}
+
+/**
+ * A temporary file beside `target`, of this process alone: the workers of
+ * one pool write the same pid to a port's lock at the same time.
+ */
+function temporaryPath(target: string, pid: number): string {
+  return `${target}.${pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
 }
 
 /** The pid in a pidfile, or null when missing or not a pid. */
@@ -111,8 +149,12 @@ function parsePid(text: string): number | null {
 
 /** The pidfile cannot be written; the message says why. */
 export class PidfileError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
+  /** The live process that holds the file, when that is the reason. */
+  readonly holder: number | null;
+
+  constructor(message: string, options?: ErrorOptions & { holder?: number }) {
     super(message, options);
     this.name = "PidfileError";
+    this.holder = options?.holder ?? null;
   }
 }

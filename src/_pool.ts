@@ -24,6 +24,7 @@
  * @module
  */
 import { type ChildHandle, spawnChild } from "./_child.ts";
+import { PortLocks } from "./_port_lock.ts";
 import { drawLimits } from "./_recycle.ts";
 import { Rolling } from "./_rolling.ts";
 import { plural } from "./_text.ts";
@@ -56,6 +57,7 @@ interface Running {
   command: { command: string; args: string[] };
   ticker: Ticker;
   rolling: Rolling;
+  ports: PortLocks;
 }
 
 /** Someone waiting for the pool to have exactly `size` ready workers. */
@@ -162,6 +164,7 @@ export class Pool {
       control,
       outputs,
       command: runtime.scriptCommand(),
+      ports: new PortLocks(runtime, log),
       rolling: new Rolling({
         clock: runtime,
         log,
@@ -290,9 +293,18 @@ export class Pool {
     return settled.promise;
   }
 
-  /** Closes the control socket and the outputs. */
+  /**
+   * Once every worker is ready, master `pid` (of a pool this one takes
+   * over) is told to drain and exit.
+   */
+  retire(pid: number): void {
+    this.#run?.ports.retire(pid);
+  }
+
+  /** Closes the control socket and the outputs, releases the port locks. */
   async dispose(): Promise<void> {
     if (this.#run === null) return;
+    this.#run.ports.release();
     this.#run.ticker.stop();
     this.#run.control.close();
     await this.#run.outputs.close();
@@ -333,6 +345,7 @@ export class Pool {
         stderr: run.outputs.mode("stderr"),
         generation,
         limits: drawLimits(this.#options),
+        takeover: this.#options.takeover,
       }, { log: run.childLog, deadlines: this.#options });
     } catch (error) {
       // The message only: formatting a stack needs file descriptors.
@@ -371,6 +384,9 @@ export class Pool {
   }
 
   #onMessage(child: ChildHandle, message: WorkerMessage): void {
+    if (message.t === "port") {
+      this.#run!.ports.served(message.port, message.holder);
+    }
     if (message.t !== "log") {
       child.receive(message);
       if (message.t === "ready") this.#onReady(child);
@@ -415,6 +431,7 @@ export class Pool {
       if (slot.child?.state !== "ready") return;
     }
     this.#allReady.resolve();
+    this.#run?.ports.ready();
     const size = this.#slots.size;
     this.#sizeWaiters = this.#sizeWaiters.filter((waiter) => {
       if (waiter.size !== size) return true;

@@ -30,6 +30,7 @@ export const WORKER_ENV = {
   heartbeat: "WORKERPOOL_HEARTBEAT_INTERVAL",
   graceful: "WORKERPOOL_GRACEFUL_TIMEOUT",
   master: "WORKERPOOL_MASTER_PID",
+  takeover: "WORKERPOOL_TAKEOVER",
 } as const;
 
 /**
@@ -69,6 +70,8 @@ export interface WorkerEnv {
   gracefulTimeout: number;
   /** The master's pid: its liveness, not the connection's, says it is gone. */
   masterPid: number;
+  /** Whether the pool takes over the ports of another pool. */
+  takeover: boolean;
 }
 
 /** Heartbeats per `workerTimeout`: one late beat is not a death sentence. */
@@ -88,6 +91,7 @@ export function encodeWorkerEnv(env: WorkerEnv): Record<string, string> {
     [WORKER_ENV.heartbeat]: String(env.heartbeatInterval),
     [WORKER_ENV.graceful]: String(env.gracefulTimeout),
     [WORKER_ENV.master]: String(env.masterPid),
+    [WORKER_ENV.takeover]: env.takeover ? "1" : "0",
   };
 }
 
@@ -134,6 +138,7 @@ export function takeWorkerEnv(
     heartbeatInterval: integer("heartbeat"),
     gracefulTimeout: integer("graceful"),
     masterPid: integer("master"),
+    takeover: values.takeover === "1",
   };
 }
 
@@ -202,8 +207,16 @@ export type WorkerMessage =
   /** The `onStart` callbacks finished. */
   | { t: "ready" }
   | { t: "log"; record: WireRecord }
-  /** An `onStart` callback failed; the process exits with `bootError`. */
-  | { t: "boot-error"; message: string; stack: string | null }
+  /**
+   * An `onStart` callback failed; the process exits with `bootError`.
+   * `fatal`: trying again cannot help (the port is another pool's).
+   */
+  | { t: "boot-error"; message: string; stack: string | null; fatal?: boolean }
+  /**
+   * The worker serves `port`; `holder` is the master of another pool it
+   * takes over the port from, or null.
+   */
+  | { t: "port"; port: number; holder: number | null }
   /** The worker received a signal that did not come from its master. */
   | { t: "stopping"; signal: "SIGTERM" | "SIGINT" }
   /** The worker is about to exit: the connection's end is expected. */

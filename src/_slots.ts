@@ -127,6 +127,15 @@ export class Slot {
       };
     }
     const bootError = startFailure(child, status);
+    if (child.bootFailure?.fatal) {
+      return {
+        line,
+        level: "warn",
+        action: "halt",
+        cause:
+          `worker ${this.id} cannot start, and trying again cannot help; halting the pool. Cause: ${bootError}`,
+      };
+    }
     const decision = this.policy.exited(uptime, bootError !== null);
     if (decision.action === "halt") {
       return {

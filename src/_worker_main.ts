@@ -15,6 +15,7 @@ import {
   type WorkerEnv,
 } from "./_protocol.ts";
 import { BootError, describe } from "./errors.ts";
+import { PortHeldError, setPoolOfWorker } from "./_port_lock.ts";
 import { requestsServed, shutdownServers } from "./serve.ts";
 import {
   createLogger,
@@ -43,6 +44,11 @@ export async function runWorker(
   const forward = (record: LogRecord) =>
     client.send({ t: "log", record: toWire(record) });
   setProcessSink(forward);
+  setPoolOfWorker({
+    masterPid: env.masterPid,
+    takeover: env.takeover,
+    report: (port, holder) => client.send({ t: "port", port, holder }),
+  });
   const log = createLogger("workerpool.worker", forward);
   let beat: Timer | undefined;
   const heartbeat = () => {
@@ -123,6 +129,7 @@ export async function runWorker(
         t: "boot-error",
         message: fit(describe(cause)),
         stack: stack === null ? null : fit(stack),
+        fatal: causedBy(cause, PortHeldError),
       });
       lastWords = `workerpool: ${who}: ${error.message}\n${stack ?? ""}`;
     } else {
@@ -190,6 +197,19 @@ async function masterGone(
     }
   }
   return true;
+}
+
+/** Whether `error`, or an error it was caused by, is a `type`. */
+function causedBy(
+  error: unknown,
+  type: new (...args: never[]) => Error,
+): boolean {
+  let current = error;
+  for (let depth = 0; current instanceof Error && depth < 8; depth++) {
+    if (current instanceof type) return true;
+    current = (current as Error).cause;
+  }
+  return false;
 }
 
 function bootErrorOnThrow<T>(id: number, create: () => T): T {

@@ -6,6 +6,7 @@
  */
 import { describe, describeValue } from "./errors.ts";
 import { createLogger, getProcessSink, stderrHandler } from "./logging.ts";
+import { checkPort, claimPort } from "./_port_lock.ts";
 import { loadRuntime } from "./runtime/mod.ts";
 import type { Handler, HttpServer, ServeOptions } from "./types.ts";
 
@@ -65,6 +66,17 @@ export async function serve(
   if (missing !== null) {
     throw new Error(`Cannot serve with reusePort on port ${port}: ${missing}`);
   }
+  const refused = (error: unknown) =>
+    new Error(`Cannot listen on ${hostname}:${port}: ${describe(error)}`, {
+      cause: error,
+    });
+  let holder: number | null = null;
+  try {
+    // Another pool's port is refused before listening takes a connection.
+    if (reusePort) holder = checkPort(runtime, port);
+  } catch (error) {
+    throw refused(error);
+  }
   const report = (error: unknown, request: Request) =>
     logRequestError(error, request, runtime.pid);
   const guarded = guard(handler, onError ?? report, report);
@@ -82,10 +94,13 @@ export async function serve(
   try {
     server = await runtime.serve({ port, hostname, reusePort }, counted);
   } catch (error) {
-    throw new Error(
-      `Cannot listen on ${hostname}:${port}: ${describe(error)}`,
-      { cause: error },
-    );
+    throw refused(error);
+  }
+  try {
+    if (reusePort) claimPort(runtime, server.port, holder);
+  } catch (error) {
+    await server.shutdown();
+    throw refused(error);
   }
   servers++;
   let stopping: Promise<void> | undefined;
