@@ -62,7 +62,8 @@ const POOL = fixture("pool.ts");
 const BARE = fixture("bare.ts");
 const RECIPE = fixture("recipe.ts");
 
-async function startPool(
+/** Starts bench/fixtures/pool.ts on a free port; resolves once `ids` answer. */
+export async function startPool(
   runtime: RuntimeName,
   env: Record<string, string>,
   ids: number,
@@ -129,7 +130,7 @@ function limitFigure(
  * ratio is at most (`better: "lower"`) or at least (`"higher"`) the goal;
  * without one the ratio is a report, and `met` is null unless given.
  */
-function ratioFigure(
+export function ratioFigure(
   name: string,
   runtime: RuntimeName,
   unit: string,

@@ -28,6 +28,7 @@ import {
   throughput,
 } from "./figures.ts";
 import { chart } from "./_chart.ts";
+import { reload } from "./reload.ts";
 
 const { values } = parseArgs({
   options: {
@@ -66,6 +67,7 @@ const suite: Record<string, (r: RuntimeName) => Promise<Figure | Figure[]>> = {
   logs: (r) => logs(r, options),
   orphans: (r) => masterKill(r, options),
   crash: (r) => crashLoop(r, options),
+  reload: (r) => reload(r, options),
 };
 for (const name of values.only ?? []) {
   if (!(name in suite)) {
@@ -126,7 +128,7 @@ if (!values["no-write"]) {
     }, 1 thread, 32 keep-alive connections on 127.0.0.1, 1 s warm-up then ${options.seconds} s`,
     `- runs: ${options.runs} per figure (${
       options.runs * 2
-    } for start-up and kill -9, 3 for the crash loop); median and min–max. A ratio is the median of per-run ratios where each run measured the figure and its baseline in turn`,
+    } for start-up and kill -9, 3 for the crash loop, up to 3 series of 10 reloads under load for the reload figures); median and min–max. A ratio is the median of per-run ratios where each run measured the figure and its baseline in turn`,
     `- command: \`${process.argv.slice(1).join(" ")}\``,
     "",
     "![chart](results.svg)",

@@ -5,8 +5,12 @@
  * - `start()`: open the outputs and the control socket, spawn every id.
  * - a process exits: `#onExit` replaces it at once, after a backoff, or
  *   halts the pool after `maxBootErrors` failed starts in a row.
- * - a frame arrives: `#onMessage` forwards log records; the child takes
- *   hello, hb, ready, boot-error, stopping, bye (`ChildHandle.receive`).
+ * - a frame arrives: `#onMessage` forwards log records, notes the ports the
+ *   workers serve (`PortLocks`); the child takes hello, hb, ready,
+ *   boot-error, stopping, bye (`ChildHandle.receive`); a ready replacement
+ *   takes over its id (`#onReady`).
+ * - every id ready (`Readiness`): the daemon's launcher, `scale(n)` and a
+ *   takeover (`PortLocks.ready`) hear of it.
  * - a connection ends without goodbye or breaks the protocol: `#onLost`
  *   stops that worker; it is replaced when it exits.
  * - the tick (every `checkInterval`, finer for short `workerTimeout`s):
@@ -16,16 +20,17 @@
  * - `addWorker` / `removeWorker` / `scale`: the ids (`Slots`), spawned or
  *   stopped.
  * - `reload()`, and a tick finding a process due for recycling: a rolling
- *   replacement (`Rolling`); `#onMessage` hands an id over to its
- *   replacement once that is ready, and the old process drains.
+ *   replacement (`Rolling`): the new process first, the old one drains once
+ *   the new one is ready.
  * - `shutdown(signal)`: stop every process (SIGKILL after
  *   `gracefulTimeout`), drain their output, resolve `stopped`.
  *
  * @module
  */
 import { type ChildHandle, spawnChild } from "./_child.ts";
-import { PortLocks } from "./_port_lock.ts";
+import { PortLocks } from "./_ports.ts";
 import { drawLimits } from "./_recycle.ts";
+import { Readiness } from "./_readiness.ts";
 import { Rolling } from "./_rolling.ts";
 import { plural } from "./_text.ts";
 import { Ticker } from "./_ticker.ts";
@@ -41,8 +46,6 @@ import type { Logger, PoolLogRecord, WorkerInfo } from "./types.ts";
 
 /** How long worker output may stay open after all workers exited. */
 const OUTPUT_DRAIN_MS = 2000;
-/** Whether Linux moves a closing listener's queued connections (0 or 1). */
-const MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req";
 
 type PoolState = "idle" | "running" | "stopping" | "stopped";
 
@@ -60,12 +63,6 @@ interface Running {
   ports: PortLocks;
 }
 
-/** Someone waiting for the pool to have exactly `size` ready workers. */
-interface SizeWaiter {
-  size: number;
-  settled: PromiseWithResolvers<void>;
-}
-
 /** The master side of a pool. */
 export class Pool {
   #options: ResolvedOptions;
@@ -77,15 +74,12 @@ export class Pool {
   #exitCode: number = ExitCode.ok;
   #haltCause: string | null = null;
   #stopped = Promise.withResolvers<void>();
-  #allReady = Promise.withResolvers<void>();
-  #sizeWaiters: SizeWaiter[] = [];
-  #migrateChecked = false;
+  #readiness = new Readiness();
 
   /** A pool of `slots`, the ids the `Supervisor` has held so far. */
   constructor(options: ResolvedOptions, slots: Slots) {
     this.#options = options;
     this.#slots = slots;
-    this.#allReady.promise.catch(() => {}); // awaited only by a daemon
   }
 
   /** The exit code the master should end with. */
@@ -118,7 +112,7 @@ export class Pool {
    * reason when the pool stops (or halts) before that.
    */
   get allReady(): Promise<void> {
-    return this.#allReady.promise;
+    return this.#readiness.first;
   }
 
   /** A snapshot of every worker id in the pool. */
@@ -214,8 +208,8 @@ export class Pool {
     }
     this.#stopSignal = signal;
     this.#exitCode = exitCode;
-    this.#allReady.reject(
-      new Error(this.#haltCause ?? "the pool stopped before it was ready"),
+    this.#readiness.stop(
+      this.#haltCause ?? "the pool stopped before it was ready",
     );
     if (this.#run === null) {
       this.#state = "stopped"; // nothing was started
@@ -225,7 +219,6 @@ export class Pool {
     this.#state = "stopping";
     this.#run.ticker.stop();
     this.#run.rolling.stop("the pool is stopping");
-    this.#settleSizeWaiters("the pool is stopping");
     for (const slot of this.#slots) slot.cancel(this.#run.runtime);
     this.#run.log.info(
       `stopping ${plural(this.#children.size, "worker")} with ${signal}`,
@@ -285,12 +278,9 @@ export class Pool {
     const { add, remove } = this.#slots.resizePlan(size);
     for (const id of add) this.addWorker(id);
     for (const id of remove) void this.removeWorker(id, "SIGTERM");
-    // An earlier scale() waits for a size the pool no longer aims at.
-    this.#settleSizeWaiters(`the pool was scaled to ${size} since`);
-    const settled = Promise.withResolvers<void>();
-    this.#sizeWaiters.push({ size, settled });
+    const ready = this.#readiness.waitForSize(size);
     this.#checkAllReady();
-    return settled.promise;
+    return ready;
   }
 
   /**
@@ -411,7 +401,9 @@ export class Pool {
       if (old !== null) {
         run.childLog.info(`${old} replaced by ${child}; it drains`);
         void old.stop("SIGTERM");
-        this.#checkMigrate();
+        run.ports.handedOver(
+          [...this.#children].some((other) => other.requests !== null),
+        );
       }
     } else if (slot?.child === child) slot.policy.booted();
     run.rolling.ready(child);
@@ -427,44 +419,7 @@ export class Pool {
   }
 
   #checkAllReady(): void {
-    for (const slot of this.#slots) {
-      if (slot.child?.state !== "ready") return;
-    }
-    this.#allReady.resolve();
-    this.#run?.ports.ready();
-    const size = this.#slots.size;
-    this.#sizeWaiters = this.#sizeWaiters.filter((waiter) => {
-      if (waiter.size !== size) return true;
-      waiter.settled.resolve();
-      return false;
-    });
-  }
-
-  #settleSizeWaiters(why: string): void {
-    for (const { size, settled } of this.#sizeWaiters.splice(0)) {
-      settled.reject(new Error(`Cannot scale to ${size}: ${why}`));
-    }
-  }
-
-  /**
-   * Once per pool, at the first hand-over of a worker that serves HTTP:
-   * without `net.ipv4.tcp_migrate_req`, Linux resets the connections
-   * waiting in the accept queue of a listener that closes.
-   */
-  #checkMigrate(): void {
-    if (this.#migrateChecked) return;
-    const serving = [...this.#children].some((child) =>
-      child.requests !== null
-    );
-    if (!serving) return;
-    this.#migrateChecked = true;
-    const run = this.#run!;
-    const value = run.runtime.readTextFile(MIGRATE_SYSCTL)?.trim();
-    if (value === "0") {
-      run.log.warn(
-        `net.ipv4.tcp_migrate_req is 0: connections waiting to be accepted by a worker that stops are reset. To move them to the other workers: sysctl -w net.ipv4.tcp_migrate_req=1`,
-      );
-    }
+    if (this.#readiness.check(this.#slots)) this.#run?.ports.ready();
   }
 
   /**

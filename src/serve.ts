@@ -6,7 +6,7 @@
  */
 import { describe, describeValue } from "./errors.ts";
 import { createLogger, getProcessSink, stderrHandler } from "./logging.ts";
-import { checkPort, claimPort } from "./_port_lock.ts";
+import { checkPort, claimPort } from "./_ports.ts";
 import { loadRuntime } from "./runtime/mod.ts";
 import type { Handler, HttpServer, ServeOptions } from "./types.ts";
 

@@ -1,5 +1,5 @@
 /**
- * One pool per port. With `reusePort`, a second pool started by mistake on
+ * The ports a pool's workers share. One pool per port: with `reusePort`, a second pool started by mistake on
  * a port would silently take half its connections; so the pools agree on a
  * lock file per port, `$TMPDIR/workerpool-port-<port>.lock`, holding the
  * pid of the master whose workers serve it. A worker's `serve()` refuses a
@@ -14,6 +14,9 @@ import { controlDirPrefix } from "./_protocol.ts";
 import { describe } from "./errors.ts";
 import type { Runtime } from "./runtime/mod.ts";
 import type { Logger } from "./types.ts";
+
+/** Whether Linux moves a closing listener's queued connections (0 or 1). */
+const MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req";
 
 /** The pool a worker process serves for: set by the worker's main. */
 export interface PoolOfWorker {
@@ -116,6 +119,7 @@ export class PortLocks {
   #toRetire = new Set<number>();
   #retired = new Set<number>();
   #ready = false;
+  #migrateChecked = false;
 
   constructor(runtime: Runtime, log: Logger) {
     this.#runtime = runtime;
@@ -161,6 +165,23 @@ export class PortLocks {
       } else {
         this.#log.warn(`Cannot tell master pid ${pid} to exit: it is gone`);
       }
+    }
+  }
+
+  /**
+   * A worker was replaced and drains. Said once per pool, at the first
+   * hand-over of a worker that serves HTTP (`serving`): without
+   * `net.ipv4.tcp_migrate_req`, Linux resets the connections still waiting
+   * in the accept queue of a listener that closes.
+   */
+  handedOver(serving: boolean): void {
+    if (this.#migrateChecked || !serving) return;
+    this.#migrateChecked = true;
+    const value = this.#runtime.readTextFile(MIGRATE_SYSCTL)?.trim();
+    if (value === "0") {
+      this.#log.warn(
+        `net.ipv4.tcp_migrate_req is 0: connections waiting to be accepted by a worker that stops are reset. To move them to the other workers: sysctl -w net.ipv4.tcp_migrate_req=1`,
+      );
     }
   }
 
