@@ -174,6 +174,7 @@ export interface WorkerInfo {
  * `WorkerInfo.next` and `WorkerInfo.retiring`.
  */
 export interface WorkerProcessInfo {
+  /** Its process id. */
   readonly pid: number;
   /** `starting`, `ready`, or `stopping` (draining). */
   readonly state: "starting" | "ready" | "stopping";
