@@ -298,7 +298,7 @@ async function underLoad(
 }
 
 /** Failed and total requests in wrk's report. */
-export function wrkFailures(
+function wrkFailures(
   text: string,
 ): { failed: number; requests: number } {
   const requests = text.match(/(\d+) requests in /);

@@ -401,9 +401,7 @@ export class Pool {
       if (old !== null) {
         run.childLog.info(`${old} replaced by ${child}; it drains`);
         void old.stop("SIGTERM");
-        run.ports.handedOver(
-          [...this.#children].some((other) => other.requests !== null),
-        );
+        run.ports.handedOver();
       }
     } else if (slot?.child === child) slot.policy.booted();
     run.rolling.ready(child);

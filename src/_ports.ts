@@ -170,12 +170,12 @@ export class PortLocks {
 
   /**
    * A worker was replaced and drains. Said once per pool, at the first
-   * hand-over of a worker that serves HTTP (`serving`): without
+   * hand-over while its workers serve a port: without
    * `net.ipv4.tcp_migrate_req`, Linux resets the connections still waiting
    * in the accept queue of a listener that closes.
    */
-  handedOver(serving: boolean): void {
-    if (this.#migrateChecked || !serving) return;
+  handedOver(): void {
+    if (this.#migrateChecked || this.#ports.size === 0) return;
     this.#migrateChecked = true;
     const value = this.#runtime.readTextFile(MIGRATE_SYSCTL)?.trim();
     if (value === "0") {

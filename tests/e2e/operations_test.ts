@@ -2,7 +2,7 @@
 // recycling; real processes, real signals, real HTTP.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -73,6 +73,39 @@ describe("rolling reload", () => {
       const after = await answering(port, 2);
       for (const id of [0, 1]) assert.notEqual(after.get(id), before.get(id));
       assert.equal(taggedPids(master.tag).length, 3);
+      // The accept-queue notice, once, where the sysctl is off.
+      const off = readFileSync(MIGRATE, "utf8").trim() === "0" ? 1 : 0;
+      assert.equal(count(master, /tcp_migrate_req is 0/), off);
+      await stopAndCheck(master);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("output files are reopened, for logrotate", async () => {
+    const stdout = join(dir, "rotate.log");
+    const master = startScript(pool, {
+      FIXTURE_WORKERS: "1",
+      FIXTURE_BEHAVIOUR: "print-flood",
+      FIXTURE_STDOUT: stdout,
+    });
+    try {
+      await waitFor(
+        "lines in the file",
+        () =>
+          existsSync(stdout) &&
+          readFileSync(stdout, "utf8").includes("print 0"),
+      );
+      renameSync(stdout, `${stdout}.1`);
+      master.kill("SIGHUP");
+      await said(master, /reload 1 done/);
+      await waitFor(
+        "lines in a new file",
+        () =>
+          existsSync(stdout) &&
+          readFileSync(stdout, "utf8").includes("print 0"),
+      );
+      assert.match(readFileSync(`${stdout}.1`, "utf8"), /^print 0 0 /);
       await stopAndCheck(master);
     } finally {
       await cleanup(master);
