@@ -80,15 +80,19 @@ export async function serve(
   const report = (error: unknown, request: Request) =>
     logRequestError(error, request, runtime.pid);
   const guarded = guard(handler, onError ?? report, report);
-  const drain = { draining: false, last: 0 };
+  const drain: Drain = { draining: false, last: 0, inFlight: 0 };
   const counted: Handler = (request) => {
     served++;
     drain.last = Date.now();
-    if (!drain.draining) return guarded(request);
     const response = guarded(request);
-    return response instanceof Promise
-      ? response.then(closing)
-      : closing(response);
+    if (!(response instanceof Promise)) {
+      return drain.draining ? closing(response) : response;
+    }
+    drain.inFlight++;
+    return response.then((value) => {
+      drain.inFlight--;
+      return drain.draining ? closing(value) : value;
+    });
   };
   let server;
   try {
@@ -131,22 +135,33 @@ const DRAIN_MS = 500;
 /** A stopping server that took no request for this long stops at once. */
 const QUIET_MS = 50;
 
+/** A server's drain: since when it drains, its last request, the open ones. */
+interface Drain {
+  draining: boolean;
+  /** When the last request came (ms since the epoch). */
+  last: number;
+  /** Requests of async handlers not answered yet. */
+  inFlight: number;
+}
+
 /**
  * Before a server stops listening, and closes its idle keep-alive
  * connections (where a client may be sending a request at that very
  * moment, which then fails), it answers for a while with `Connection:
  * close`: a client that sends requests on a connection learns from the
- * answer to open a new one, which another worker takes. It goes on until no
- * request came for `QUIET_MS`, at most `DRAIN_MS`.
+ * answer to open a new one, which another worker takes. It goes on while
+ * requests are in flight or came in the last `QUIET_MS`, at most
+ * `DRAIN_MS`.
  */
-async function closeKeepAlive(
-  drain: { draining: boolean; last: number },
-): Promise<void> {
+async function closeKeepAlive(drain: Drain): Promise<void> {
   drain.draining = true;
   const end = Date.now() + DRAIN_MS;
   for (;;) {
-    const quiet = Date.now() - drain.last;
-    const wait = Math.min(QUIET_MS - quiet, end - Date.now());
+    const now = Date.now();
+    const quietIn = drain.inFlight > 0
+      ? QUIET_MS
+      : QUIET_MS - (now - drain.last);
+    const wait = Math.min(quietIn, end - now);
     if (wait <= 0) return;
     await new Promise((resolve) => setTimeout(resolve, wait));
   }

@@ -77,14 +77,14 @@ async function clientLoop(
   }
 }
 
-interface Response {
+export interface Response {
   status: number;
   body: string;
   close: boolean;
 }
 
 /** One keep-alive connection, one request at a time. */
-class Connection {
+export class Connection {
   readonly opened: Promise<void>;
   #socket = new Socket();
   #buffer = "";

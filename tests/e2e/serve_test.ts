@@ -10,6 +10,7 @@ import {
   startScript,
   waitFor,
 } from "../_helpers.ts";
+import { Connection } from "../_load.ts";
 
 describe("serve()", () => {
   test("two servers share one port with reusePort", async () => {
@@ -46,6 +47,45 @@ describe("serve()", () => {
     await stopping;
     await assert.rejects(httpGet(port));
     assert.equal(server.shutdown(), server.shutdown(), "idempotent");
+  });
+
+  test("while draining, a request on a keep-alive connection is answered with Connection: close", async () => {
+    const port = await freePort();
+    const entered = Promise.withResolvers<void>();
+    const gate = Promise.withResolvers<void>();
+    const server = await serve({ port }, async (request) => {
+      if (new URL(request.url).pathname === "/held") {
+        entered.resolve();
+        await gate.promise;
+      }
+      return new Response("ok");
+    });
+    const connection = new Connection(port);
+    const other = new Connection(port);
+    try {
+      await connection.opened;
+      const first = await connection.get("/");
+      assert.deepEqual([first.body, first.close], ["ok", false]);
+      // A request in flight keeps the drain going (for at most 500 ms).
+      await other.opened;
+      const held = other.get("/held");
+      await entered.promise;
+      const stopping = server.shutdown();
+      // The client goes on using its connection, as wrk or a browser does.
+      const during = await connection.get("/");
+      assert.deepEqual([during.status, during.body, during.close], [
+        200,
+        "ok",
+        true,
+      ]);
+      gate.resolve();
+      assert.equal((await held).close, true);
+      await stopping;
+      await assert.rejects(httpGet(port));
+    } finally {
+      connection.close();
+      other.close();
+    }
   });
 
   test("aborting the signal shuts the server down", async () => {
