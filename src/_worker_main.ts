@@ -52,11 +52,12 @@ export async function runWorker(
   const log = createLogger("workerpool.worker", forward);
   let beat: Timer | undefined;
   const heartbeat = () => {
-    client.send({
-      t: "hb",
-      rss: runtime.rss(),
-      req: requestsServed() ?? undefined,
-    });
+    const requests = requestsServed();
+    client.send(
+      requests === null
+        ? { t: "hb", rss: runtime.rss() }
+        : { t: "hb", rss: runtime.rss(), req: requests },
+    );
     beat = runtime.setTimeout(heartbeat, env.heartbeatInterval);
   };
   beat = runtime.setTimeout(heartbeat, env.heartbeatInterval);
