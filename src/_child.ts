@@ -52,6 +52,8 @@ export class ChildHandle {
   /** The requests its servers answered, as its last heartbeat said. */
   requests: number | null = null;
   #limits: RecycleLimits;
+  /** Its RSS at the first heartbeat once ready: what a fresh worker takes. */
+  #readyRss: number | null = null;
   #process: ChildProcess;
   #clock: Clock;
   #log: Logger;
@@ -161,13 +163,16 @@ export class ChildHandle {
     switch (message.t) {
       case "hb":
         if (message.rss !== undefined) this.rss = message.rss;
+        if (this.#state === "ready") this.#readyRss ??= this.rss;
         if (message.req !== undefined) this.requests = message.req;
         break;
       case "hello":
         this.#log.debug(`${this} connected`);
         break;
       case "ready":
-        if (this.#state === "starting") this.#state = "ready";
+        // One stopped during its start is not ready, whatever it says.
+        if (this.#state !== "starting") break;
+        this.#state = "ready";
         this.#wasReady = true;
         this.#log.info(`${this} is ready`);
         break;
@@ -222,10 +227,26 @@ export class ChildHandle {
     return this.#deadlines.overdue(now, phase);
   }
 
+  /**
+   * Whether it was over `maxMemory` as soon as it was ready: so would be
+   * its replacement, so it is not recycled for memory.
+   */
+  get startedOverMemory(): boolean {
+    return this.#readyRss !== null && this.#readyRss > this.#limits.memory;
+  }
+
   /** Why it is due to be replaced at `now` (see `_recycle.ts`), or null. */
   recycleDue(now: number): string | null {
     if (this.#state !== "ready") return null;
-    return recycleReason(this, this.#limits, now);
+    // Memory counts only for a process that started below the limit.
+    const rss = this.#readyRss === null || this.startedOverMemory
+      ? null
+      : this.rss;
+    return recycleReason(
+      { requests: this.requests, rss, spawnedAt: this.spawnedAt },
+      this.#limits,
+      now,
+    );
   }
 
   /**

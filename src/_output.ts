@@ -37,6 +37,8 @@ export class Outputs {
   #pumps = new Set<Promise<void>>();
   #readers = new Set<ReadableStreamDefaultReader<Uint8Array>>();
   #onError: (error: unknown) => void;
+  #reopening: Promise<void> | null = null;
+  #reopenAgain: Promise<void> | null = null;
 
   private constructor(
     sinks: Record<Stream, Sink | null>,
@@ -185,7 +187,21 @@ export class Outputs {
    * them, the next lines go to new files. A file that cannot be opened
    * keeps its old handle, and the error is reported.
    */
-  async reopen(): Promise<void> {
+  reopen(): Promise<void> {
+    // One at a time: two reopens at once would both close the same handle
+    // and keep a new one each. Asked for during one, one more follows it.
+    if (this.#reopening !== null) {
+      this.#reopenAgain ??= this.#reopening.then(() => {
+        this.#reopenAgain = null;
+        return this.reopen();
+      });
+      return this.#reopenAgain;
+    }
+    this.#reopening = this.#reopenAll().finally(() => this.#reopening = null);
+    return this.#reopening;
+  }
+
+  async #reopenAll(): Promise<void> {
     const sinks = new Set([this.#sinks.stdout, this.#sinks.stderr]);
     for (const sink of sinks) {
       await sink?.reopen?.().catch((error) =>

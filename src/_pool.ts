@@ -29,7 +29,7 @@
  */
 import { type ChildHandle, spawnChild } from "./_child.ts";
 import { PortLocks } from "./_ports.ts";
-import { drawLimits } from "./_recycle.ts";
+import { drawLimits, mib } from "./_recycle.ts";
 import { Readiness } from "./_readiness.ts";
 import { Rolling } from "./_rolling.ts";
 import { plural } from "./_text.ts";
@@ -75,6 +75,7 @@ export class Pool {
   #haltCause: string | null = null;
   #stopped = Promise.withResolvers<void>();
   #readiness = new Readiness();
+  #memoryWarned = false;
 
   /** A pool of `slots`, the ids the `Supervisor` has held so far. */
   constructor(options: ResolvedOptions, slots: Slots) {
@@ -163,7 +164,10 @@ export class Pool {
         clock: runtime,
         log,
         spawnNext: (slot, generation) => this.#spawnNext(slot, generation),
-        abandon: (child) => void child.stop("SIGTERM"),
+        abandon: (child) => {
+          this.#slots.get(child.id)?.abandonNext(child);
+          void child.stop("SIGTERM");
+        },
         has: (slot) => this.#slots.has(slot),
       }, this.#options.reloadConcurrency),
       ticker: new Ticker(
@@ -360,7 +364,15 @@ export class Pool {
     this.#children.delete(child);
     const running = this.#state === "running" && this.#slots.has(slot);
     const failure = startFailure(child, status);
-    const next = slot.exited(child, status, run.runtime.now(), running);
+    // Once the pool was up, a broken deploy on disk must not halt it.
+    const othersServing = this.#readiness.reached &&
+      [...this.#slots].some((other) =>
+        other !== slot && other.child?.state === "ready"
+      );
+    const next = slot.exited(child, status, run.runtime.now(), {
+      running,
+      othersServing,
+    });
     run.rolling.exited(child, failure);
     run.childLog[next.level](next.line);
     if (next.action === "halt") {
@@ -393,10 +405,12 @@ export class Pool {
 
   #onReady(child: ChildHandle): void {
     const run = this.#run!;
+    if (child.state !== "ready") return; // stopped while it started
     const slot = this.#slots.get(child.id);
     if (slot?.next === child) {
       // The hand-over: the replacement serves, the old process drains.
       const old = slot.promote();
+      slot.policy.booted();
       slot.cancel(run.runtime);
       if (old !== null) {
         run.childLog.info(`${old} replaced by ${child}; it drains`);
@@ -436,8 +450,19 @@ export class Pool {
         run.childLog.warn(`worker ${slot.id} had no process; spawning one`);
         this.#spawn(slot);
       }
-      const due = slot.child?.recycleDue(now);
+      const child = slot.child;
+      const due = child?.recycleDue(now);
       if (due) run.rolling.recycle(slot, due);
+      if (child?.startedOverMemory && !this.#memoryWarned) {
+        this.#memoryWarned = true;
+        run.log.warn(
+          `${child} takes ${
+            mib(child.rss!)
+          } as soon as it is ready, more than maxMemory ${
+            mib(this.#options.maxMemory)
+          }: workers are not recycled for memory while they start above it`,
+        );
+      }
     }
   }
 

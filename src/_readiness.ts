@@ -11,6 +11,7 @@ import type { Slots } from "./_slots.ts";
 export class Readiness {
   #first = Promise.withResolvers<void>();
   #sizes: { size: number; settled: PromiseWithResolvers<void> }[] = [];
+  #reached = false;
 
   constructor() {
     this.#first.promise.catch(() => {}); // awaited only by some
@@ -22,6 +23,11 @@ export class Readiness {
    */
   get first(): Promise<void> {
     return this.#first.promise;
+  }
+
+  /** Whether every id was ready at some point. */
+  get reached(): boolean {
+    return this.#reached;
   }
 
   /**
@@ -41,6 +47,7 @@ export class Readiness {
       if (slot.child?.state !== "ready") return false;
     }
     this.#first.resolve();
+    this.#reached = true;
     this.#sizes = this.#sizes.filter(({ size, settled }) => {
       if (size !== slots.size) return true;
       settled.resolve();

@@ -66,6 +66,7 @@ export function recycleReason(
   return null;
 }
 
-function mib(bytes: number): string {
+/** `bytes` in MiB, for log lines. */
+export function mib(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }

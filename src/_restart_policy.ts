@@ -34,6 +34,11 @@ export class RestartPolicy {
     this.#options = options;
   }
 
+  /** The backoff cap. */
+  get maxDelay(): number {
+    return this.#options.maxDelay;
+  }
+
   /** Boot errors in a row so far. */
   get bootErrors(): number {
     return this.#bootErrors;

@@ -24,7 +24,7 @@ const SIGNALLED_RESTART_DELAY = 250;
 
 /** What follows a worker's exit: a log line, then a spawn, a halt, or nothing. */
 export type AfterExit =
-  & { line: string; level: "info" | "warn" }
+  & { line: string; level: "info" | "warn" | "error" }
   & (
     | { action: "spawn"; delay: number }
     | { action: "halt"; cause: string }
@@ -67,8 +67,14 @@ export class Slot {
 
   /** `child` is its replacement, starting beside the current process. */
   spawnedNext(child: ChildHandle): void {
-    this.#spawns++;
     this.next = child;
+  }
+
+  /** Its replacement `child` is not wanted after all: it retires unused. */
+  abandonNext(child: ChildHandle): void {
+    if (this.next !== child) return;
+    this.next = null;
+    this.retiring.add(child);
   }
 
   /**
@@ -76,6 +82,7 @@ export class Slot {
    * process it replaces (now retiring, for the caller to stop), if any.
    */
   promote(): ChildHandle | null {
+    this.#spawns++;
     const old = this.child;
     this.child = this.next;
     this.next = null;
@@ -87,16 +94,20 @@ export class Slot {
    * Its process `child` exited with `status` at `now`: what follows. While
    * the pool runs it is spawned again, at once or after a backoff, and a
    * process that exits before it was ready failed to start: so many in a
-   * row halt the pool. A retiring process or a replacement is not
-   * replaced; a current process with a replacement starting hands over to
-   * it.
+   * row halt the pool, unless the pool was up and other workers serve
+   * (`othersServing`): a broken deploy on disk must not take down the
+   * workers that run the code before it, so the id tries again every
+   * `maxRestartDelay`. A retiring
+   * process or a replacement is not replaced; a current process with a
+   * replacement starting hands over to it.
    */
   exited(
     child: ChildHandle,
     status: ExitStatus,
     now: number,
-    running: boolean,
+    state: { running: boolean; othersServing: boolean },
   ): AfterExit {
+    const { running, othersServing } = state;
     const uptime = Math.round(now - child.spawnedAt);
     const line = `${child} ${describeExit(status)} after ${uptime} ms`;
     if (this.retiring.delete(child)) {
@@ -111,6 +122,7 @@ export class Slot {
     if (this.next !== null) {
       this.child = this.next;
       this.next = null;
+      this.#spawns++;
       return {
         line: `${line}; its replacement ${this.child} takes over`,
         level: "warn",
@@ -137,6 +149,17 @@ export class Slot {
       };
     }
     const decision = this.policy.exited(uptime, bootError !== null);
+    if (decision.action === "halt" && othersServing) {
+      const delay = this.policy.maxDelay;
+      return {
+        line: `${line}; it failed to start ${
+          plural(decision.bootErrors, "time")
+        } in a row (last cause: ${bootError}); the other workers serve, so it tries again in ${delay} ms`,
+        level: "error",
+        action: "spawn",
+        delay,
+      };
+    }
     if (decision.action === "halt") {
       return {
         line,
@@ -214,7 +237,11 @@ export function startFailure(
     status.code === ExitCode.channelLost;
   if (child.wasReady || lostChannel) return null;
   return child.bootFailure?.message ?? child.killedFor ??
-    `it ${describeExit(status)} before it was ready`;
+    (child.connected
+      ? `it ${describeExit(status)} before it was ready`
+      : `it ${
+        describeExit(status)
+      } before it connected (its stderr says why: a syntax or import error, say)`);
 }
 
 function processInfo(child: ChildHandle, now: number): WorkerProcessInfo {

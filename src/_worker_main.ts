@@ -99,6 +99,8 @@ export async function runWorker(
     worker = bootErrorOnThrow(env.id, () => create(env.id));
     const started = worker;
     started.onStart(async () => {
+      // Stopped during its start: it never serves, so it is not ready.
+      if (!started.isRunning()) return;
       client.send({ t: "ready" });
       // Out before main() runs: a sync main() holds the event loop.
       await client.flush();

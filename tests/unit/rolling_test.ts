@@ -177,6 +177,127 @@ describe("reload (fake runtime)", () => {
   });
 });
 
+describe("reload, after an operator's attack (fake runtime)", () => {
+  test("a replacement abandoned by a failed reload never takes over, even if it says ready", async () => {
+    const { runtime, supervisor, exit } = await setup({
+      workers: 2,
+      reloadConcurrency: 2,
+    });
+    await bootAll(runtime);
+    const [old0, old1] = runtime.children;
+    const reloaded = supervisor.reload();
+    reloaded.catch(() => {});
+    await settle();
+    const [new0, new1] = [newest(runtime, 0), newest(runtime, 1)];
+    new1.diesOf.clear(); // slow to stop: it finishes its start first
+    const end1 = await new1.hello();
+    const end0 = await new0.hello();
+    end0.send({ t: "boot-error", message: "broken", stack: null });
+    await settle();
+    new0.exit(3);
+    await assert.rejects(reloaded, /broken/);
+    assert.deepEqual(new1.signals, ["SIGTERM"]);
+    end1.send({ t: "ready" });
+    await settle();
+    assert.deepEqual([old0!.signals, old1!.signals], [[], []]);
+    assert.deepEqual(supervisor.pool.map((w) => w.pid), [old0!.pid, old1!.pid]);
+    assert.deepEqual(
+      supervisor.pool[1]!.retiring.map((p) => p.pid),
+      [new1.pid],
+      "it drains as a retiring process",
+    );
+    assert.deepEqual(supervisor.pool.map((w) => w.restarts), [0, 0]);
+    new1.exit(0);
+    await settle();
+    assert.equal(runtime.alive().length, 2, "nothing replaced it");
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+  });
+
+  test("a replacement stopped from elsewhere during its start fails the reload", async () => {
+    const { runtime, supervisor, exit } = await setup({ workers: 1 });
+    await bootAll(runtime);
+    const reloaded = supervisor.reload();
+    reloaded.catch(() => {});
+    await settle();
+    const next = newest(runtime, 0);
+    const end = await next.hello();
+    end.send({ t: "stopping", signal: "SIGTERM" });
+    end.send({ t: "ready" });
+    await settle();
+    assert.deepEqual(runtime.children[0]!.signals, [], "the old one serves on");
+    next.exit(0);
+    await assert.rejects(
+      reloaded,
+      /Cannot reload: worker 0 .*before it was ready/,
+    );
+    assert.equal(supervisor.pool[0]!.pid, runtime.children[0]!.pid);
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+  });
+
+  test("once the pool was up, an id failing to start retries while the others serve", async () => {
+    const { runtime, supervisor, exit, logged } = await setup({
+      workers: 2,
+      maxBootErrors: 2,
+      maxRestartDelay: 5000,
+    });
+    const [end0] = await bootAll(runtime);
+    // The code on disk is broken now; worker 1 crashes.
+    for (let round = 0; round < 4; round++) {
+      end0!.send({ t: "hb" });
+      const child = runtime.child(1);
+      if (round > 0) {
+        const end = await child.hello();
+        end.send({ t: "boot-error", message: "broken deploy", stack: null });
+      }
+      child.exit(round === 0 ? 1 : 3);
+      await runtime.advance(5000);
+    }
+    assert.equal(logged(/halting/).length, 0);
+    assert.ok(
+      logged(/the other workers serve, so it tries again in 5000 ms/).length >=
+        2,
+    );
+    assert.equal(supervisor.pool[0]!.state, "ready");
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+  });
+
+  test("a replacement that takes over resets its id's boot errors", async () => {
+    const { runtime, supervisor, exit, logged } = await setup({
+      workers: 1,
+      maxBootErrors: 3,
+    });
+    await bootAll(runtime);
+    const fail = async () => {
+      await runtime.advance(10_000); // past any backoff
+      const child = runtime.child(0);
+      const end = await child.hello();
+      end.send({ t: "boot-error", message: "broken", stack: null });
+      child.exit(3);
+      await settle();
+    };
+    runtime.children[0]!.exit(1);
+    await settle();
+    await fail();
+    await fail(); // two boot errors in a row
+    // A slow replacement: the reload's takes over first.
+    runtime.child(0).diesOf.clear();
+    const reloaded = supervisor.reload();
+    await settle();
+    await boot(newest(runtime, 0));
+    await reloaded;
+    runtime.child(0).exit(1);
+    await settle();
+    await fail();
+    await fail();
+    assert.equal(logged(/halting/).length, 0, "two in a row, not four");
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+  });
+});
+
 describe("scaling (fake runtime)", () => {
   test("TTIN adds the lowest free id, TTOU removes the highest, never the last", async () => {
     const { runtime, supervisor, exit, logged } = await setup({
@@ -259,6 +380,8 @@ describe("recycling (fake runtime)", () => {
       maxAge: 100_000,
     });
     const [end] = await bootAll(runtime);
+    end!.send({ t: "hb", rss: 20_000_000 }); // what it takes when fresh
+    await settle();
     end!.send({ t: "hb", rss: 60_000_000 });
     await runtime.advance(2000);
     assert.equal(
@@ -279,6 +402,29 @@ describe("recycling (fake runtime)", () => {
       await runtime.advance(2000);
     }
     assert.equal(logged(/^recycling .*ms old \(limit 1\d{5} ms\)/).length, 1);
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+  });
+});
+
+describe("recycling for memory", () => {
+  test("not when a fresh worker is already above maxMemory: said once instead", async () => {
+    const { runtime, exit, logged } = await setup({
+      workers: 2,
+      maxMemory: 1_000_000,
+    });
+    const ends = await bootAll(runtime);
+    for (let beat = 0; beat < 5; beat++) {
+      for (const end of ends) end.send({ t: "hb", rss: 30_000_000 });
+      await runtime.advance(2000);
+    }
+    assert.equal(runtime.children.length, 2, "no replacement");
+    assert.equal(logged(/^recycling/).length, 0);
+    assert.equal(
+      logged(/takes 28\.6 MiB as soon as it is ready, more than maxMemory/)
+        .length,
+      1,
+    );
     runtime.raise("SIGTERM");
     assert.equal(await exit, 0);
   });
