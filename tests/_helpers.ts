@@ -196,11 +196,31 @@ function concat(chunks: Uint8Array[]): Uint8Array {
 /** Lines of the events file a fixture appends to. */
 export function readEvents(path: string): string[] {
   try {
-    return readFileSync(path, "utf8").split("\n").filter((l) => l !== "");
+    // Only whole lines: a line being appended may be read half written.
+    return readFileSync(path, "utf8").split("\n").slice(0, -1).filter((l) =>
+      l !== ""
+    );
   } catch (error) {
     if ((error as { code?: string }).code === "ENOENT") return [];
     throw error;
   }
+}
+
+/** A record as a fixture's logger writes it, one JSON object a line. */
+export interface RecordJson {
+  msg: string;
+  args: unknown[];
+  level: number;
+  levelName: string;
+  loggerName: string;
+  workerId: number | null;
+  pid: number;
+  datetime: string;
+}
+
+/** The records of a JSON-lines log file, the whole lines written so far. */
+export function readRecords(path: string): RecordJson[] {
+  return readEvents(path).map((line) => JSON.parse(line));
 }
 
 /** The pid answering for worker `id` on `port` (other than `not`). */

@@ -18,6 +18,7 @@ import {
   httpGet,
   pidOf,
   readEvents,
+  readRecords,
   runtime,
   startScript,
   stopAndCheck,
@@ -41,12 +42,7 @@ describe("a log record of any size", () => {
       FIXTURE_LOG_FILE: logFile,
     });
     try {
-      const records = () =>
-        existsSync(logFile)
-          ? readFileSync(logFile, "utf8").split("\n").filter(Boolean).map(
-            (line) => JSON.parse(line),
-          )
-          : [];
+      const records = () => readRecords(logFile);
       await waitFor(
         "both workers' record after the huge one",
         () => records().filter((r) => r.msg === "after huge").length === 2,

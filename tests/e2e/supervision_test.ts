@@ -13,6 +13,7 @@ import {
   getWhenUp,
   type Master,
   pidOf,
+  readRecords,
   runtime,
   startScript,
   stopAndCheck,
@@ -238,12 +239,7 @@ describe("log forwarding", () => {
       FIXTURE_LOG_FILE: logFile,
     });
     try {
-      const records = () =>
-        existsSync(logFile)
-          ? readFileSync(logFile, "utf8").split("\n").filter(Boolean).map(
-            (l) => JSON.parse(l),
-          )
-          : [];
+      const records = () => readRecords(logFile);
       await waitFor(
         "both workers' last records",
         () => records().filter((r) => r.msg === "last record").length === 2,
@@ -260,7 +256,7 @@ describe("log forwarding", () => {
       assert.equal(first.workerId, 1);
       assert.ok(Number.isInteger(first.pid) && first.pid !== master.pid);
       assert.ok(!Number.isNaN(Date.parse(first.datetime)));
-      const warn = fromWorkers.find((r) => r.msg === "last record");
+      const warn = fromWorkers.find((r) => r.msg === "last record")!;
       assert.equal(warn.levelName, "WARN");
       assert.equal(warn.level, 30);
       // The library's own events go through the same logger.
