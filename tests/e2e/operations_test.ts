@@ -26,6 +26,27 @@ import { startLoad } from "../_load.ts";
 const dir = testDir();
 const pool = fixture("pool.ts");
 
+/**
+ * A pool of 2 on a fresh port whose workers answer with the version they
+ * read at start from a file; `deploy(v)` writes the next version.
+ */
+async function versionedPool(name: string, env: Record<string, string> = {}) {
+  const port = await freePort();
+  const version = join(dir, `${name}.version`);
+  writeFileSync(version, "1");
+  const master = startScript(pool, {
+    FIXTURE_PORT: String(port),
+    FIXTURE_WORKERS: "2",
+    FIXTURE_VERSION_FILE: version,
+    ...env,
+  });
+  return {
+    port,
+    master,
+    deploy: (next: string) => writeFileSync(version, next),
+  };
+}
+
 /** How many times `pattern` occurs in the master's output. */
 function count(master: Master, pattern: RegExp): number {
   return master.output().match(new RegExp(pattern, "g"))?.length ?? 0;
@@ -50,18 +71,11 @@ async function versions(port: number, requests = 12): Promise<Set<string>> {
 
 describe("rolling reload", () => {
   test("SIGHUP picks up new code, one worker at a time, with no gap", async () => {
-    const port = await freePort();
-    const version = join(dir, "reload.version");
-    writeFileSync(version, "1");
-    const master = startScript(pool, {
-      FIXTURE_PORT: String(port),
-      FIXTURE_WORKERS: "2",
-      FIXTURE_VERSION_FILE: version,
-    });
+    const { port, master, deploy } = await versionedPool("reload");
     try {
       const before = await answering(port, 2);
       assert.deepEqual(await versions(port), new Set(["v1"]));
-      writeFileSync(version, "2");
+      deploy("2");
       master.kill("SIGHUP");
       await said(master, /reload 1 done: 2 workers replaced/);
       // The old processes answer until they drained and exited.
@@ -113,23 +127,16 @@ describe("rolling reload", () => {
   });
 
   test("a broken deploy keeps the old workers serving; a fixed one reloads", async () => {
-    const port = await freePort();
-    const version = join(dir, "broken.version");
-    writeFileSync(version, "1");
-    const master = startScript(pool, {
-      FIXTURE_PORT: String(port),
-      FIXTURE_WORKERS: "2",
-      FIXTURE_VERSION_FILE: version,
-    });
+    const { port, master, deploy } = await versionedPool("broken");
     try {
       const before = await answering(port, 2);
-      writeFileSync(version, "broken");
+      deploy("broken");
       master.kill("SIGHUP");
       await said(master, /Reload 1 failed: .*fixture broken deploy/);
       assert.match(master.output(), /ERROR .*Reload 1 failed/);
       assert.deepEqual(await answering(port, 2), before);
       assert.deepEqual(await versions(port), new Set(["v1"]));
-      writeFileSync(version, "3");
+      deploy("3");
       master.kill("SIGHUP");
       await said(master, /reload 2 done: 2 workers replaced/);
       await waitFor(
@@ -144,18 +151,11 @@ describe("rolling reload", () => {
   });
 
   test("SIGTERM during a reload stops both generations", async () => {
-    const port = await freePort();
-    const version = join(dir, "slow.version");
-    writeFileSync(version, "1");
-    const master = startScript(pool, {
-      FIXTURE_PORT: String(port),
-      FIXTURE_WORKERS: "2",
-      FIXTURE_VERSION_FILE: version,
-    });
+    const { port, master, deploy } = await versionedPool("slow");
     try {
       await answering(port, 2);
       // The replacement takes 3 s to get ready: the stop lands meanwhile.
-      writeFileSync(version, "slow");
+      deploy("slow");
       master.kill("SIGHUP");
       await said(master, /reloading 2 workers/);
       await waitFor(
@@ -173,15 +173,9 @@ describe("a reload under load", () => {
   test("drops no request, and a slow request in flight completes", {
     skip: migrateSkip(),
   }, async () => {
-    const port = await freePort();
-    const version = join(dir, "load.version");
-    writeFileSync(version, "1");
     const events = join(dir, "load.events");
     const restore = setMigrate("1");
-    const master = startScript(pool, {
-      FIXTURE_PORT: String(port),
-      FIXTURE_WORKERS: "2",
-      FIXTURE_VERSION_FILE: version,
+    const { port, master, deploy } = await versionedPool("load", {
       FIXTURE_SLOW_MS: "2000",
       FIXTURE_EVENTS: events,
     });
@@ -189,7 +183,7 @@ describe("a reload under load", () => {
       await answering(port, 2);
       const load = startLoad(port, 8);
       for (let reload = 1; reload <= 3; reload++) {
-        writeFileSync(version, String(reload + 1));
+        deploy(String(reload + 1));
         const slow = reload === 2 ? httpGet(port, "/slow") : null;
         if (slow) {
           await waitFor(
