@@ -1,7 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { BurstWriter } from "../../src/_burst_writer.ts";
-import { LineSplitter, MAX_LINE_BYTES, Outputs } from "../../src/_output.ts";
+import { LineSplitter, MAX_LINE_BYTES } from "../../src/_line_splitter.ts";
+import { Outputs } from "../../src/_output.ts";
 import { runtime } from "../_helpers.ts";
 
 const encoder = new TextEncoder();
