@@ -5,13 +5,9 @@
  *
  * @module
  */
-import {
-  encodeWorkerEnv,
-  heartbeatInterval,
-  type WorkerMessage,
-} from "./_protocol.ts";
+import type { WorkerMessage } from "./_protocol.ts";
 import { type ChildDeadlines, Deadlines } from "./_deadlines.ts";
-import { type RecycleLimits, recycleReason } from "./_recycle.ts";
+import { type RecycleLimits, Usage } from "./_recycle.ts";
 import { stackFrames } from "./errors.ts";
 import type {
   ChildProcess,
@@ -19,9 +15,7 @@ import type {
   Connection,
   ExitStatus,
   Processes,
-  Runtime,
   SignalName,
-  StdioMode,
   Timer,
 } from "./runtime/mod.ts";
 import type { Logger } from "./types.ts";
@@ -47,13 +41,8 @@ export class ChildHandle {
   readonly spawnedAt: number;
   /** The reload it was spawned in (0 before the first). */
   readonly generation: number;
-  /** Its resident memory in bytes, as its last heartbeat said. */
-  rss: number | null = null;
-  /** The requests its servers answered, as its last heartbeat said. */
-  requests: number | null = null;
-  #limits: RecycleLimits;
-  /** Its RSS at the first heartbeat once ready: what a fresh worker takes. */
-  #readyRss: number | null = null;
+  /** What its heartbeats said: RSS, requests; its recycling limits. */
+  readonly usage: Usage;
   #process: ChildProcess;
   #clock: Clock;
   #log: Logger;
@@ -83,7 +72,7 @@ export class ChildHandle {
   ) {
     this.id = id;
     this.generation = context.generation;
-    this.#limits = context.limits;
+    this.usage = new Usage(context.limits);
     this.token = token;
     this.#process = process;
     this.#clock = context.clock;
@@ -162,9 +151,7 @@ export class ChildHandle {
     this.seen();
     switch (message.t) {
       case "hb":
-        if (message.rss !== undefined) this.rss = message.rss;
-        if (this.#state === "ready") this.#readyRss ??= this.rss;
-        if (message.req !== undefined) this.requests = message.req;
+        this.usage.report(message, this.#state === "ready");
         break;
       case "hello":
         this.#log.debug(`${this} connected`);
@@ -227,26 +214,10 @@ export class ChildHandle {
     return this.#deadlines.overdue(now, phase);
   }
 
-  /**
-   * Whether it was over `maxMemory` as soon as it was ready: so would be
-   * its replacement, so it is not recycled for memory.
-   */
-  get startedOverMemory(): boolean {
-    return this.#readyRss !== null && this.#readyRss > this.#limits.memory;
-  }
-
   /** Why it is due to be replaced at `now` (see `_recycle.ts`), or null. */
   recycleDue(now: number): string | null {
     if (this.#state !== "ready") return null;
-    // Memory counts only for a process that started below the limit.
-    const rss = this.#readyRss === null || this.startedOverMemory
-      ? null
-      : this.rss;
-    return recycleReason(
-      { requests: this.requests, rss, spawnedAt: this.spawnedAt },
-      this.#limits,
-      now,
-    );
+    return this.usage.due(this.spawnedAt, now);
   }
 
   /**
@@ -311,54 +282,4 @@ export class ChildHandle {
   toString(): string {
     return `worker ${this.id} (pid ${this.pid})`;
   }
-}
-
-/** How to spawn a worker process. */
-export interface ChildSpec {
-  id: number;
-  command: { command: string; args: string[] };
-  /** The master's control socket. */
-  socket: string;
-  stdout: StdioMode;
-  stderr: StdioMode;
-  generation: number;
-  limits: RecycleLimits;
-  /** Whether it may take over ports another pool serves. */
-  takeover: boolean;
-}
-
-/** Spawns the process of worker `spec.id`, with its token and environment. */
-export function spawnChild(
-  runtime: Runtime,
-  spec: ChildSpec,
-  context: { log: Logger; deadlines: ChildDeadlines },
-): ChildHandle {
-  const token = randomToken();
-  const process = runtime.spawn(spec.command.command, {
-    args: spec.command.args,
-    env: encodeWorkerEnv({
-      id: spec.id,
-      socket: spec.socket,
-      token,
-      heartbeatInterval: heartbeatInterval(context.deadlines.workerTimeout),
-      gracefulTimeout: context.deadlines.gracefulTimeout,
-      masterPid: runtime.pid,
-      takeover: spec.takeover,
-    }),
-    stdin: "null",
-    stdout: spec.stdout,
-    stderr: spec.stderr,
-  });
-  return new ChildHandle(spec.id, token, process, {
-    ...context,
-    clock: runtime,
-    generation: spec.generation,
-    limits: spec.limits,
-  });
-}
-
-/** A random secret, 32 hex digits. */
-function randomToken(): string {
-  // randomUUID is 122 random bits; hex digits by hand cost Bun 1 ms cold.
-  return crypto.randomUUID().replaceAll("-", "");
 }

@@ -35,6 +35,8 @@ export interface MasterParts {
   pidfile: string | undefined;
   /** Where to report to a daemon's launcher, in a daemon. */
   launcher: string | undefined;
+  /** `Supervisor.scale`: TTIN and TTOU go through it. */
+  scale(size: number): Promise<void>;
   /** A pidfile taken over from another master, once it was. */
   taken?: Pidfile;
 }
@@ -89,11 +91,11 @@ export async function runMaster(
     runtime.onSignal("SIGHUP", () => operate("SIGHUP", () => pool.reload())),
     runtime.onSignal(
       "SIGTTIN",
-      () => operate("SIGTTIN", () => pool.scale(pool.size + 1)),
+      () => operate("SIGTTIN", () => parts.scale(pool.size + 1)),
     ),
     runtime.onSignal("SIGTTOU", () =>
       operate("SIGTTOU", () => {
-        if (pool.size > 1) return pool.scale(pool.size - 1);
+        if (pool.size > 1) return parts.scale(pool.size - 1);
         log.warn("SIGTTOU ignored: the pool keeps at least one worker");
         return Promise.resolve();
       })),

@@ -2,7 +2,8 @@
  * The master's loop: keeps a live, ready process for every worker id.
  * Every event, and its handler:
  *
- * - `start()`: open the outputs and the control socket, spawn every id.
+ * - `open()`, `start()`: the processes' wiring (`Launcher`: control socket,
+ *   outputs), then a process for every id.
  * - a process exits: `#onExit` replaces it at once, after a backoff, or
  *   halts the pool after `maxBootErrors` failed starts in a row.
  * - a frame arrives: `#onMessage` forwards log records, notes the ports the
@@ -17,8 +18,9 @@
  *   `#tick` discounts the master's own stall, kills the overdue (no hello
  *   or ready within `readyTimeout`, no heartbeat within `workerTimeout`),
  *   and spawns ids left without a process.
- * - `addWorker` / `removeWorker` / `scale`: the ids (`Slots`), spawned or
- *   stopped.
+ * - an id added or removed (`Supervisor.addWorker`, `removeWorker`,
+ *   `scale` change `Slots`): `added` spawns it, `removed` stops its
+ *   processes.
  * - `reload()`, and a tick finding a process due for recycling: a rolling
  *   replacement (`Rolling`): the new process first, the old one drains once
  *   the new one is ready.
@@ -27,19 +29,17 @@
  *
  * @module
  */
-import { type ChildHandle, spawnChild } from "./_child.ts";
+import type { ChildHandle } from "./_child.ts";
+import { Launcher } from "./_launcher.ts";
 import { PortLocks } from "./_ports.ts";
-import { drawLimits, mib } from "./_recycle.ts";
 import { Readiness } from "./_readiness.ts";
 import { Rolling } from "./_rolling.ts";
 import { plural } from "./_text.ts";
 import { Ticker } from "./_ticker.ts";
-import { ControlServer } from "./_control_server.ts";
 import type { ResolvedOptions } from "./_options.ts";
-import { Outputs } from "./_output.ts";
 import { ExitCode, type WorkerMessage } from "./_protocol.ts";
-import { type Slot, type Slots, startFailure } from "./_slots.ts";
-import { describe } from "./errors.ts";
+import { type Slot, startFailure } from "./_slot.ts";
+import type { Slots } from "./_slots.ts";
 import { createLogger } from "./logging.ts";
 import type { ExitStatus, Runtime, SignalName } from "./runtime/mod.ts";
 import type { Logger, PoolLogRecord, WorkerInfo } from "./types.ts";
@@ -55,9 +55,7 @@ interface Running {
   emit: (record: PoolLogRecord) => void;
   log: Logger;
   childLog: Logger;
-  control: ControlServer;
-  outputs: Outputs;
-  command: { command: string; args: string[] };
+  launcher: Launcher;
   ticker: Ticker;
   rolling: Rolling;
   ports: PortLocks;
@@ -67,7 +65,6 @@ interface Running {
 export class Pool {
   #options: ResolvedOptions;
   #slots: Slots;
-  #children = new Set<ChildHandle>();
   #state: PoolState = "idle";
   #run: Running | null = null;
   #stopSignal: "SIGTERM" | "SIGINT" | null = null;
@@ -75,7 +72,6 @@ export class Pool {
   #haltCause: string | null = null;
   #stopped = Promise.withResolvers<void>();
   #readiness = new Readiness();
-  #memoryWarned = false;
 
   /** A pool of `slots`, the ids the `Supervisor` has held so far. */
   constructor(options: ResolvedOptions, slots: Slots) {
@@ -131,38 +127,32 @@ export class Pool {
     emit: (record: PoolLogRecord) => void,
     log: Logger,
   ): Promise<void> {
-    const outputs = await Outputs.open(
-      runtime,
-      this.#options.stdout,
-      this.#options.stderr,
-      (error) => log.error(`Worker output: ${describe(error)}`),
+    const childLog = createLogger(
+      "workerpool.child",
+      (r) => emit({ ...r, workerId: null, pid: runtime.pid }),
     );
-    let control: ControlServer;
-    try {
-      control = await ControlServer.open(runtime, log, {
-        message: (child, message) => this.#onMessage(child, message),
-        lost: (child, cause) => this.#onLost(child, cause),
-      });
-    } catch (error) {
-      await outputs.close();
-      throw error;
-    }
+    const launcher = await Launcher.open(runtime, this.#options, {
+      log,
+      childLog,
+    }, {
+      message: (child, message) => this.#onMessage(child, message),
+      lost: (child, cause) => this.#onLost(child, cause),
+      exited: (slot, child, status) => this.#onExit(slot, child, status),
+    });
     const { checkInterval, workerTimeout, readyTimeout } = this.#options;
+    const ports = new PortLocks(runtime, log);
     this.#run = {
       runtime,
       emit,
       log,
-      childLog: createLogger(
-        "workerpool.child",
-        (r) => emit({ ...r, workerId: null, pid: runtime.pid }),
-      ),
-      control,
-      outputs,
-      command: runtime.scriptCommand(),
-      ports: new PortLocks(runtime, log),
+      childLog,
+      launcher,
+      ports,
       rolling: new Rolling({
         clock: runtime,
         log,
+        childLog,
+        handedOver: () => ports.handedOver(),
         spawnNext: (slot, generation) => this.#spawnNext(slot, generation),
         abandon: (child) => {
           this.#slots.get(child.id)?.abandonNext(child);
@@ -206,7 +196,7 @@ export class Pool {
     if (this.#state === "stopping" || this.#state === "stopped") {
       if (signal === "SIGINT" && this.#stopSignal === "SIGTERM") {
         this.#stopSignal = "SIGINT";
-        for (const child of this.#children) void child.stop("SIGINT");
+        this.#run?.launcher.stopAll("SIGINT");
       }
       return this.#stopped.promise;
     }
@@ -224,29 +214,25 @@ export class Pool {
     this.#run.ticker.stop();
     this.#run.rolling.stop("the pool is stopping");
     for (const slot of this.#slots) slot.cancel(this.#run.runtime);
+    const { launcher } = this.#run;
     this.#run.log.info(
-      `stopping ${plural(this.#children.size, "worker")} with ${signal}`,
+      `stopping ${plural(launcher.children.size, "worker")} with ${signal}`,
     );
-    for (const child of this.#children) void child.stop(signal);
+    launcher.stopAll(signal);
     this.#maybeStopped();
     return this.#stopped.promise;
   }
 
-  /** Adds worker `id`, spawned at once if the pool runs. */
-  addWorker(id: number): void {
-    if (this.stopping) {
-      throw new Error(`Cannot add worker ${id}: the pool is stopping`);
-    }
-    const slot = this.#slots.add(id);
+  /** `slot` joined the pool (`Slots.add`): it is spawned if the pool runs. */
+  added(slot: Slot): void {
     if (this.#state === "running") this.#spawn(slot);
   }
 
   /**
-   * Removes worker `id`: stops its processes with `signal`, resolves once
-   * they exited.
+   * `slot` left the pool (`Slots.remove`): its processes are stopped with
+   * `signal`; resolves once they exited.
    */
-  async removeWorker(id: number, signal: SignalName): Promise<void> {
-    const slot = this.#slots.remove(id);
+  async removed(slot: Slot, signal: SignalName): Promise<void> {
     if (this.#run !== null) {
       slot.cancel(this.#run.runtime);
       this.#run.rolling.removed(slot);
@@ -267,21 +253,12 @@ export class Pool {
         new Error(`Cannot reload: the pool is ${this.#state}`),
       );
     }
-    void run.outputs.reopen();
+    void run.launcher.reopenOutputs();
     return run.rolling.reload(() => this.#slots);
   }
 
-  /**
-   * Adds the lowest free ids, or removes the highest, until the pool has
-   * `size` workers; resolves once all of them are ready.
-   */
-  scale(size: number): Promise<void> {
-    if (this.stopping) {
-      return Promise.reject(new Error(`Cannot scale: the pool is stopping`));
-    }
-    const { add, remove } = this.#slots.resizePlan(size);
-    for (const id of add) this.addWorker(id);
-    for (const id of remove) void this.removeWorker(id, "SIGTERM");
+  /** Resolves once the pool has `size` ids, all ready (see `Readiness`). */
+  whenSize(size: number): Promise<void> {
     const ready = this.#readiness.waitForSize(size);
     this.#checkAllReady();
     return ready;
@@ -300,15 +277,14 @@ export class Pool {
     if (this.#run === null) return;
     this.#run.ports.release();
     this.#run.ticker.stop();
-    this.#run.control.close();
-    await this.#run.outputs.close();
+    await this.#run.launcher.close();
   }
 
   #spawn(slot: Slot): void {
     const run = this.#run!;
     if (this.#state !== "running" || !slot.empty) return;
     if (!this.#slots.has(slot)) return;
-    const child = this.#launch(slot, run.rolling.generation);
+    const child = run.launcher.launch(slot, run.rolling.generation);
     if (typeof child === "string") {
       // Out of processes or file descriptors, for now: back off and retry.
       run.childLog.error(`Cannot spawn worker ${slot.id}: ${child}`);
@@ -321,54 +297,18 @@ export class Pool {
   /** Spawns a replacement for `slot`, beside its current process. */
   #spawnNext(slot: Slot, generation: number): ChildHandle | string {
     if (this.#state !== "running") return `the pool is ${this.#state}`;
-    const child = this.#launch(slot, generation);
+    const child = this.#run!.launcher.launch(slot, generation);
     if (typeof child !== "string") slot.spawnedNext(child);
-    return child;
-  }
-
-  /** Spawns a process for `slot`; returns it, or why it could not. */
-  #launch(slot: Slot, generation: number): ChildHandle | string {
-    const run = this.#run!;
-    let child: ChildHandle;
-    try {
-      child = spawnChild(run.runtime, {
-        id: slot.id,
-        command: run.command,
-        socket: run.control.socketPath,
-        stdout: run.outputs.mode("stdout"),
-        stderr: run.outputs.mode("stderr"),
-        generation,
-        limits: drawLimits(this.#options),
-        takeover: this.#options.takeover,
-      }, { log: run.childLog, deadlines: this.#options });
-    } catch (error) {
-      // The message only: formatting a stack needs file descriptors.
-      return describe(error);
-    }
-    this.#children.add(child);
-    run.control.admit(child);
-    run.outputs.pump("stdout", child.stdout);
-    run.outputs.pump("stderr", child.stderr);
-    run.childLog.debug(`spawned ${child}`);
-    child.status.then(
-      (status) => this.#onExit(slot, child, status),
-      (error) => run.childLog.critical(`Cannot reap ${child}`, error),
-    );
     return child;
   }
 
   #onExit(slot: Slot, child: ChildHandle, status: ExitStatus): void {
     const run = this.#run!;
-    run.control.forget(child);
-    child.exited();
-    this.#children.delete(child);
     const running = this.#state === "running" && this.#slots.has(slot);
     const failure = startFailure(child, status);
     // Once the pool was up, a broken deploy on disk must not halt it.
     const othersServing = this.#readiness.reached &&
-      [...this.#slots].some((other) =>
-        other !== slot && other.child?.state === "ready"
-      );
+      this.#slots.servingBesides(slot);
     const next = slot.exited(child, status, run.runtime.now(), {
       running,
       othersServing,
@@ -407,17 +347,8 @@ export class Pool {
     const run = this.#run!;
     if (child.state !== "ready") return; // stopped while it started
     const slot = this.#slots.get(child.id);
-    if (slot?.next === child) {
-      // The hand-over: the replacement serves, the old process drains.
-      const old = slot.promote();
-      slot.policy.booted();
-      slot.cancel(run.runtime);
-      if (old !== null) {
-        run.childLog.info(`${old} replaced by ${child}; it drains`);
-        void old.stop("SIGTERM");
-        run.ports.handedOver();
-      }
-    } else if (slot?.child === child) slot.policy.booted();
+    if (slot?.next === child) run.rolling.handOver(slot);
+    else if (slot?.child === child) slot.policy.booted();
     run.rolling.ready(child);
     this.#checkAllReady();
   }
@@ -441,7 +372,7 @@ export class Pool {
   #tick(now: number, stall: number): void {
     const run = this.#run!;
     if (this.#state !== "running") return;
-    for (const child of this.#children) {
+    for (const child of run.launcher.children) {
       const overdue = child.overdue(now, stall, run.runtime);
       if (overdue !== null) child.kill(overdue);
     }
@@ -450,27 +381,15 @@ export class Pool {
         run.childLog.warn(`worker ${slot.id} had no process; spawning one`);
         this.#spawn(slot);
       }
-      const child = slot.child;
-      const due = child?.recycleDue(now);
-      if (due) run.rolling.recycle(slot, due);
-      if (child?.startedOverMemory && !this.#memoryWarned) {
-        this.#memoryWarned = true;
-        run.log.warn(
-          `${child} takes ${
-            mib(child.rss!)
-          } as soon as it is ready, more than maxMemory ${
-            mib(this.#options.maxMemory)
-          }: workers are not recycled for memory while they start above it`,
-        );
-      }
+      run.rolling.check(slot, now);
     }
   }
 
   #maybeStopped(): void {
-    if (this.#state !== "stopping" || this.#children.size > 0) return;
-    this.#state = "stopped";
     const run = this.#run!;
-    run.outputs.drain(OUTPUT_DRAIN_MS).then((cut) => {
+    if (this.#state !== "stopping" || run.launcher.children.size > 0) return;
+    this.#state = "stopped";
+    run.launcher.drainOutputs(OUTPUT_DRAIN_MS).then((cut) => {
       if (cut > 0) {
         run.log.warn(
           `${cut} worker output streams stayed open after the workers exited (a grandchild holds them); closed them`,

@@ -18,13 +18,6 @@ export interface RecycleLimits {
   age: number;
 }
 
-/** What a process reported, and when it was spawned. */
-export interface Usage {
-  requests: number | null;
-  rss: number | null;
-  spawnedAt: number;
-}
-
 /** Draws the limits of a new process. */
 export function drawLimits(
   options: Pick<
@@ -43,27 +36,61 @@ export function drawLimits(
   };
 }
 
-/** Why a process with `usage` is due for a recycle at `now`, or null. */
-export function recycleReason(
-  usage: Usage,
-  limits: RecycleLimits,
-  now: number,
-): string | null {
-  if (usage.requests !== null && usage.requests >= limits.requests) {
-    return `it served ${usage.requests} requests (limit ${limits.requests})`;
+/** What one process's heartbeats said of it, held to its limits. */
+export class Usage {
+  /** Its resident memory in bytes, as its last heartbeat said. */
+  rss: number | null = null;
+  /** The requests its servers answered, as its last heartbeat said. */
+  requests: number | null = null;
+  readonly limits: RecycleLimits;
+  /** Its RSS at the first heartbeat once ready: what a fresh worker takes. */
+  #readyRss: number | null = null;
+
+  constructor(limits: RecycleLimits) {
+    this.limits = limits;
   }
-  if (usage.rss !== null && usage.rss > limits.memory) {
-    return `its memory (RSS ${mib(usage.rss)}) exceeds maxMemory ${
-      mib(limits.memory)
-    }`;
+
+  /** A heartbeat's figures; `ready`: whether the process is ready. */
+  report(figures: { rss?: number; req?: number }, ready: boolean): void {
+    if (figures.rss !== undefined) this.rss = figures.rss;
+    if (figures.req !== undefined) this.requests = figures.req;
+    if (ready) this.#readyRss ??= this.rss;
   }
-  const age = now - usage.spawnedAt;
-  if (age >= limits.age) {
-    return `it is ${Math.round(age)} ms old (limit ${
-      Math.round(limits.age)
-    } ms)`;
+
+  /**
+   * Whether it was over `maxMemory` as soon as it was ready: so would be
+   * its replacement, so it is not recycled for memory.
+   */
+  get startedOverMemory(): boolean {
+    return this.#readyRss !== null && this.#readyRss > this.limits.memory;
   }
-  return null;
+
+  /**
+   * Why the process, spawned at `spawnedAt` and ready, is due for a
+   * recycle at `now`, or null. Memory counts only for a process that
+   * started below the limit.
+   */
+  due(spawnedAt: number, now: number): string | null {
+    const { requests, rss, limits } = this;
+    if (requests !== null && requests >= limits.requests) {
+      return `it served ${requests} requests (limit ${limits.requests})`;
+    }
+    if (
+      rss !== null && this.#readyRss !== null && !this.startedOverMemory &&
+      rss > limits.memory
+    ) {
+      return `its memory (RSS ${mib(rss)}) exceeds maxMemory ${
+        mib(limits.memory)
+      }`;
+    }
+    const age = now - spawnedAt;
+    if (age >= limits.age) {
+      return `it is ${Math.round(age)} ms old (limit ${
+        Math.round(limits.age)
+      } ms)`;
+    }
+    return null;
+  }
 }
 
 /** `bytes` in MiB, for log lines. */

@@ -9,7 +9,8 @@
  * @module
  */
 import type { ChildHandle } from "./_child.ts";
-import type { Slot } from "./_slots.ts";
+import { mib } from "./_recycle.ts";
+import type { Slot } from "./_slot.ts";
 import { plural } from "./_text.ts";
 import type { Clock } from "./runtime/mod.ts";
 import type { Logger } from "./types.ts";
@@ -21,6 +22,10 @@ const RECYCLE_RETRY_MS = 60_000;
 export interface RollingHost {
   clock: Clock;
   log: Logger;
+  /** Where hand-overs are said. */
+  childLog: Logger;
+  /** A process was replaced and drains (see `PortLocks.handedOver`). */
+  handedOver(): void;
   /**
    * Spawns a replacement for `slot` in `generation`; returns it, or the
    * reason it could not be spawned.
@@ -70,6 +75,7 @@ export class Rolling {
   #retryAfter = new Map<Slot, number>();
   #slots: () => Iterable<Slot> = () => [];
   #stopped: string | null = null;
+  #memoryWarned = false;
 
   constructor(host: RollingHost, concurrency: number) {
     this.#host = host;
@@ -116,6 +122,41 @@ export class Rolling {
     this.#host.log.info(`recycling ${slot.child}: ${reason}`);
     this.#queue.push({ slot, reason, reload: null, child: null });
     this.#pump();
+  }
+
+  /**
+   * The replacement of `slot` is ready: it becomes the current process,
+   * and the old one stops gracefully (SIGTERM: `serve()` drains).
+   */
+  handOver(slot: Slot): void {
+    const child = slot.next!;
+    const old = slot.promote();
+    slot.policy.booted();
+    slot.cancel(this.#host.clock);
+    if (old === null) return;
+    this.#host.childLog.info(`${old} replaced by ${child}; it drains`);
+    void old.stop("SIGTERM");
+    this.#host.handedOver();
+  }
+
+  /**
+   * The tick's look at `slot` at `now`: its process is recycled when it is
+   * due. One that is over `maxMemory` as soon as it is ready is said once.
+   */
+  check(slot: Slot, now: number): void {
+    const child = slot.child;
+    const due = child?.recycleDue(now);
+    if (due) this.recycle(slot, due);
+    if (child?.usage.startedOverMemory && !this.#memoryWarned) {
+      this.#memoryWarned = true;
+      this.#host.log.warn(
+        `${child} takes ${
+          mib(child.usage.rss!)
+        } as soon as it is ready, more than maxMemory ${
+          mib(child.usage.limits.memory)
+        }: workers are not recycled for memory while they start above it`,
+      );
+    }
   }
 
   /** `child` reported ready: its replacement is done. */

@@ -1,258 +1,16 @@
 /**
- * The worker ids of a pool, each with its restart history, its process and
- * its pending restart: the one owner of the ids, before, during and after
- * the pool runs.
+ * The worker ids of a pool: the one owner of the ids, before, during and
+ * after the pool runs.
  *
  * @module
  */
-import type { ChildHandle } from "./_child.ts";
-import { describeExit, plural } from "./_text.ts";
 import { checkId, MAX_WORKERS, type ResolvedOptions } from "./_options.ts";
-import { ExitCode } from "./_protocol.ts";
 import { RestartPolicy } from "./_restart_policy.ts";
-import type { Clock, ExitStatus, Timer } from "./runtime/mod.ts";
-import type { WorkerInfo, WorkerProcessInfo } from "./types.ts";
+import { Slot } from "./_slot.ts";
+import type { WorkerInfo } from "./types.ts";
 
 /** The first backoff delay after repeated early deaths. */
 const INITIAL_RESTART_DELAY = 100;
-/**
- * The wait before replacing a worker stopped by a signal from elsewhere: a
- * Ctrl-C or a systemd stop signals the master too, and its own handler must
- * get the chance to stop the pool before a new worker starts.
- */
-const SIGNALLED_RESTART_DELAY = 250;
-
-/** What follows a worker's exit: a log line, then a spawn, a halt, or nothing. */
-export type AfterExit =
-  & { line: string; level: "info" | "warn" | "error" }
-  & (
-    | { action: "spawn"; delay: number }
-    | { action: "halt"; cause: string }
-    | { action: "none" }
-  );
-
-/** One worker id. */
-export class Slot {
-  readonly id: number;
-  readonly policy: RestartPolicy;
-  /** Its current process, if it has one. */
-  child: ChildHandle | null = null;
-  /** Its replacement while it starts (a reload, a recycle). */
-  next: ChildHandle | null = null;
-  /** Its earlier processes, replaced and still draining. */
-  readonly retiring = new Set<ChildHandle>();
-  #spawns = 0;
-  #timer: Timer | undefined;
-
-  constructor(id: number, policy: RestartPolicy) {
-    this.id = id;
-    this.policy = policy;
-  }
-
-  /** Whether a (re)spawn is scheduled. */
-  get waiting(): boolean {
-    return this.#timer !== undefined;
-  }
-
-  /** Whether it has neither a process nor a replacement starting. */
-  get empty(): boolean {
-    return this.child === null && this.next === null;
-  }
-
-  /** `child` is its new current process. */
-  spawned(child: ChildHandle): void {
-    this.#spawns++;
-    this.child = child;
-  }
-
-  /** `child` is its replacement, starting beside the current process. */
-  spawnedNext(child: ChildHandle): void {
-    this.next = child;
-  }
-
-  /** Its replacement `child` is not wanted after all: it retires unused. */
-  abandonNext(child: ChildHandle): void {
-    if (this.next !== child) return;
-    this.next = null;
-    this.retiring.add(child);
-  }
-
-  /**
-   * Its replacement is ready: it becomes the current process. Returns the
-   * process it replaces (now retiring, for the caller to stop), if any.
-   */
-  promote(): ChildHandle | null {
-    this.#spawns++;
-    const old = this.child;
-    this.child = this.next;
-    this.next = null;
-    if (old !== null) this.retiring.add(old);
-    return old;
-  }
-
-  /**
-   * Its process `child` exited with `status` at `now`: what follows. While
-   * the pool runs it is spawned again, at once or after a backoff, and a
-   * process that exits before it was ready failed to start: so many in a
-   * row halt the pool, unless the pool was up and other workers serve
-   * (`othersServing`): a broken deploy on disk must not take down the
-   * workers that run the code before it, so the id tries again every
-   * `maxRestartDelay`. A retiring
-   * process or a replacement is not replaced; a current process with a
-   * replacement starting hands over to it.
-   */
-  exited(
-    child: ChildHandle,
-    status: ExitStatus,
-    now: number,
-    state: { running: boolean; othersServing: boolean },
-  ): AfterExit {
-    const { running, othersServing } = state;
-    const uptime = Math.round(now - child.spawnedAt);
-    const line = `${child} ${describeExit(status)} after ${uptime} ms`;
-    if (this.retiring.delete(child)) {
-      return { line: `${line} (replaced)`, level: "info", action: "none" };
-    }
-    if (this.next === child) {
-      this.next = null;
-      return { line, level: running ? "warn" : "info", action: "none" };
-    }
-    if (this.child === child) this.child = null;
-    if (!running) return { line, level: "info", action: "none" };
-    if (this.next !== null) {
-      this.child = this.next;
-      this.next = null;
-      this.#spawns++;
-      return {
-        line: `${line}; its replacement ${this.child} takes over`,
-        level: "warn",
-        action: "none",
-      };
-    }
-    if (child.stoppedBy !== null) {
-      return {
-        line:
-          `${line}, stopped by a ${child.stoppedBy} from elsewhere; replacing it in ${SIGNALLED_RESTART_DELAY} ms unless the pool stops`,
-        level: "info",
-        action: "spawn",
-        delay: SIGNALLED_RESTART_DELAY,
-      };
-    }
-    const bootError = startFailure(child, status);
-    if (child.bootFailure?.fatal) {
-      return {
-        line,
-        level: "warn",
-        action: "halt",
-        cause:
-          `worker ${this.id} cannot start, and trying again cannot help; halting the pool. Cause: ${bootError}`,
-      };
-    }
-    const decision = this.policy.exited(uptime, bootError !== null);
-    if (decision.action === "halt" && othersServing) {
-      const delay = this.policy.maxDelay;
-      return {
-        line: `${line}; it failed to start ${
-          plural(decision.bootErrors, "time")
-        } in a row (last cause: ${bootError}); the other workers serve, so it tries again in ${delay} ms`,
-        level: "error",
-        action: "spawn",
-        delay,
-      };
-    }
-    if (decision.action === "halt") {
-      return {
-        line,
-        level: "warn",
-        action: "halt",
-        cause: `worker ${this.id} failed to start ${
-          plural(decision.bootErrors, "time")
-        } in a row; halting the pool. Last cause: ${bootError}`,
-      };
-    }
-    const delay = decision.delay;
-    return {
-      line: delay === 0
-        ? line
-        : `${line}; restarting it in ${delay} ms (it keeps dying young)`,
-      level: "warn",
-      action: "spawn",
-      delay,
-    };
-  }
-
-  /** The spawn itself failed (out of processes): the backoff before the next. */
-  spawnFailed(): number {
-    const decision = this.policy.exited(0, false);
-    return decision.action === "restart" ? decision.delay : 0;
-  }
-
-  /** Runs `spawn` after `ms`, replacing any spawn already scheduled. */
-  schedule(clock: Clock, ms: number, spawn: () => void): void {
-    this.cancel(clock);
-    this.#timer = clock.setTimeout(() => {
-      this.#timer = undefined;
-      spawn();
-    }, ms);
-  }
-
-  /** Cancels a scheduled spawn. */
-  cancel(clock: Clock): void {
-    clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
-  }
-
-  /** What `Supervisor.pool` shows of it at `now`. */
-  info(now: number, running: boolean): WorkerInfo {
-    const child = this.child;
-    return Object.freeze({
-      id: this.id,
-      pid: child?.pid ?? null,
-      state: child === null
-        ? (running ? "restarting" : "stopped")
-        : child.state === "exited"
-        ? "stopped"
-        : child.state,
-      restarts: Math.max(0, this.#spawns - 1),
-      uptime: child ? Math.round(now - child.spawnedAt) : 0,
-      generation: child?.generation ?? 0,
-      next: this.next === null ? null : processInfo(this.next, now),
-      retiring: Object.freeze(
-        Array.from(this.retiring, (old) => processInfo(old, now)),
-      ),
-    });
-  }
-}
-
-/**
- * Why `child`, which exited with `status`, failed to start; null when it
- * was ready first. A channel lost before ready (a flood of connections,
- * say) is not its code's failure either.
- */
-export function startFailure(
-  child: ChildHandle,
-  status: ExitStatus,
-): string | null {
-  const lostChannel = status.signal === null &&
-    status.code === ExitCode.channelLost;
-  if (child.wasReady || lostChannel) return null;
-  return child.bootFailure?.message ?? child.killedFor ??
-    (child.connected
-      ? `it ${describeExit(status)} before it was ready`
-      : `it ${
-        describeExit(status)
-      } before it connected (its stderr says why: a syntax or import error, say)`);
-}
-
-function processInfo(child: ChildHandle, now: number): WorkerProcessInfo {
-  return Object.freeze({
-    pid: child.pid,
-    // Exited processes leave the slot: what is left is alive.
-    state: child.state === "exited" ? "stopping" : child.state,
-    generation: child.generation,
-    uptime: Math.round(now - child.spawnedAt),
-  });
-}
 
 /** The worker ids of a pool, in the order they were added. */
 export class Slots {
@@ -329,6 +87,14 @@ export class Slots {
       Math.max(0, ids.length - size),
     );
     return { add, remove };
+  }
+
+  /** Whether an id other than `slot`'s has a ready process. */
+  servingBesides(slot: Slot): boolean {
+    for (const other of this.#slots.values()) {
+      if (other !== slot && other.child?.state === "ready") return true;
+    }
+    return false;
   }
 
   /** The slot of worker `id`. */

@@ -102,8 +102,11 @@ export class Supervisor {
 
   /** Adds worker `id` (spawned at once when the pool runs). */
   addWorker(id: number): void {
-    if (this.#pool !== null) this.#pool.addWorker(id);
-    else this.#slots.add(id);
+    if (this.#pool?.stopping) {
+      throw new Error(`Cannot add worker ${id}: the pool is stopping`);
+    }
+    const slot = this.#slots.add(id);
+    this.#pool?.added(slot);
   }
 
   /**
@@ -117,8 +120,8 @@ export class Supervisor {
     id: number,
     signal: SignalName = "SIGTERM",
   ): Promise<void> {
-    if (this.#pool !== null) return await this.#pool.removeWorker(id, signal);
-    this.#slots.remove(id);
+    const slot = this.#slots.remove(id);
+    await this.#pool?.removed(slot, signal);
   }
 
   /**
@@ -161,11 +164,13 @@ export class Supervisor {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.#pool !== null) return this.#pool.scale(size);
+    if (this.#pool?.stopping) {
+      return Promise.reject(new Error("Cannot scale: the pool is stopping"));
+    }
     const { add, remove } = this.#slots.resizePlan(size);
-    for (const id of add) this.#slots.add(id);
-    for (const id of remove) this.#slots.remove(id);
-    return Promise.resolve();
+    for (const id of add) this.addWorker(id);
+    for (const id of remove) void this.removeWorker(id);
+    return this.#pool?.whenSize(size) ?? Promise.resolve();
   }
 
   /** Stops the pool gracefully: the same as {@linkcode terminate}. */
@@ -236,6 +241,7 @@ export class Supervisor {
       shutdownCallbacks: this.#shutdownCallbacks,
       pidfile: options.pidfile,
       launcher,
+      scale: (size) => this.scale(size),
     });
   }
 }
