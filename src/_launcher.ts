@@ -96,6 +96,11 @@ export class Launcher {
     }
   }
 
+  /** The master's control socket. */
+  get socketPath(): string {
+    return this.#control.socketPath;
+  }
+
   /** The live processes. */
   get children(): ReadonlySet<ChildHandle> {
     return this.#children;

@@ -37,8 +37,6 @@ export interface MasterParts {
   launcher: string | undefined;
   /** `Supervisor.scale`: TTIN and TTOU go through it. */
   scale(size: number): Promise<void>;
-  /** A pidfile taken over from another master, once it was. */
-  taken?: Pidfile;
 }
 
 /** Runs the master; resolves with the process's exit code. */
@@ -120,7 +118,7 @@ export async function runMaster(
     // the master's onStart callbacks run.
     await pool.open(runtime, emit, log);
     if (parts.pidfile !== undefined) {
-      pidfile = acquirePidfile(runtime, parts, log);
+      pidfile = await acquirePidfile(runtime, parts, log);
     }
     // Stopped before it started (stop() before main()): nothing to run.
     if (!pool.stopping) {
@@ -159,7 +157,6 @@ export async function runMaster(
   if (started) code = await runShutdownCallbacks(parts, log, code);
   await pool.dispose();
   pidfile?.release();
-  parts.taken?.release();
   await flushStderr();
   for (const remove of removers) remove();
   return code;
@@ -168,13 +165,14 @@ export async function runMaster(
 /**
  * Takes the pidfile. With `takeover`, a pidfile held by a live workerpool
  * master is taken over: that master is told to drain and exit once this
- * pool is ready, and the pidfile rewritten then; null until that happens.
+ * pool is ready, and the pidfile rewritten then (`PortLocks`); null until
+ * then.
  */
-function acquirePidfile(
+async function acquirePidfile(
   runtime: Runtime,
   parts: MasterParts,
   log: Logger,
-): Pidfile | null {
+): Promise<Pidfile | null> {
   const path = parts.pidfile!;
   try {
     return Pidfile.acquire(
@@ -187,17 +185,12 @@ function acquirePidfile(
     const holder = error instanceof PidfileError ? error.holder : null;
     if (
       !parts.options.takeover || holder === null ||
-      !isLiveMaster(runtime, holder)
+      !(await isLiveMaster(runtime, holder))
     ) throw error;
     log.info(
       `pidfile ${path} names master pid ${holder}: taking over from it once every worker is ready`,
     );
-    parts.pool.retire(holder);
-    parts.pool.allReady.then(() => {
-      parts.taken = Pidfile.replace(runtime, path, runtime.pid);
-    }).catch((error) => {
-      if (parts.pool.running) log.error(describe(error));
-    });
+    parts.pool.takeOverPidfile(path, holder);
     return null;
   }
 }

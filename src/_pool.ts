@@ -140,7 +140,7 @@ export class Pool {
       exited: (slot, child, status) => this.#onExit(slot, child, status),
     });
     const { checkInterval, workerTimeout, readyTimeout } = this.#options;
-    const ports = new PortLocks(runtime, log);
+    const ports = new PortLocks(runtime, log, launcher.socketPath);
     this.#run = {
       runtime,
       emit,
@@ -265,11 +265,12 @@ export class Pool {
   }
 
   /**
-   * Once every worker is ready, master `pid` (of a pool this one takes
-   * over) is told to drain and exit.
+   * The pidfile at `path` names master `holder`, which this pool takes over
+   * from: once every worker is ready, it is rewritten and that master told
+   * to drain and exit.
    */
-  retire(pid: number): void {
-    this.#run?.ports.retire(pid);
+  takeOverPidfile(path: string, holder: number): void {
+    this.#run?.ports.takeOverPidfile(path, holder);
   }
 
   /** Closes the control socket and the outputs, releases the port locks. */
@@ -362,7 +363,14 @@ export class Pool {
   }
 
   #checkAllReady(): void {
-    if (this.#readiness.check(this.#slots)) this.#run?.ports.ready();
+    const run = this.#run;
+    if (!this.#readiness.check(this.#slots) || run === null) return;
+    void run.ports.ready().then((conflict) => {
+      if (conflict === null || this.stopping) return;
+      this.#haltCause = conflict;
+      run.log.critical(conflict);
+      this.shutdown("SIGTERM", ExitCode.failure);
+    });
   }
 
   /**

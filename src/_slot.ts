@@ -137,7 +137,7 @@ export class Slot {
       };
     }
     const bootError = startFailure(child, status);
-    if (child.bootFailure?.fatal) {
+    if (child.bootFailure?.fatal && !othersServing) {
       return {
         line,
         level: "warn",

@@ -46,6 +46,7 @@ export async function runWorker(
   setProcessSink(forward);
   setPoolOfWorker({
     masterPid: env.masterPid,
+    socket: env.socket,
     takeover: env.takeover,
     report: (port, holder) => client.send({ t: "port", port, holder }),
   });

@@ -73,7 +73,7 @@ export async function serve(
   let holder: number | null = null;
   try {
     // Another pool's port is refused before listening takes a connection.
-    if (reusePort) holder = checkPort(runtime, port);
+    if (reusePort) holder = await checkPort(runtime, port);
   } catch (error) {
     throw refused(error);
   }
@@ -101,7 +101,7 @@ export async function serve(
     throw refused(error);
   }
   try {
-    if (reusePort) claimPort(runtime, server.port, holder);
+    if (reusePort) await claimPort(runtime, port, holder);
   } catch (error) {
     await server.shutdown();
     throw refused(error);

@@ -2,9 +2,17 @@
 // recycling; real processes, real signals, real HTTP.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import {
   answering,
   cleanup,
@@ -286,6 +294,69 @@ describe("recycling", () => {
 });
 
 describe("one pool per port", () => {
+  test("a lock naming a live process that is no master is stale: taken, the process spared", async () => {
+    const port = await freePort();
+    // A pid that lives (this test process), and a control directory for it
+    // as a master killed with its workers leaves behind: nothing answers.
+    const fake = join(tmpdir(), `workerpool-${process.pid}-deadbeef`);
+    mkdirSync(fake, { recursive: true });
+    writeFileSync(lockOf(port), `${process.pid} ${fake}/control.sock\n`);
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+      FIXTURE_TAKEOVER: "1",
+    });
+    try {
+      await answering(port, 2);
+      await waitFor("the lock", () => lockHolder(port) === master.pid);
+      assert.doesNotMatch(master.output(), /took over from/);
+      await stopAndCheck(master);
+      assert.equal(existsSync(lockOf(port)), false);
+    } finally {
+      rmSync(fake, { recursive: true, force: true });
+      await cleanup(master);
+    }
+  });
+
+  test("two takeovers at once: the first pool ready wins, the other stops and says why", async () => {
+    const port = await freePort();
+    const common = { FIXTURE_PORT: String(port), FIXTURE_WORKERS: "2" };
+    const first = startScript(pool, common);
+    let slow: Master | null = null;
+    let fast: Master | null = null;
+    try {
+      const old = new Set((await answering(port, 2)).values());
+      // Listens at once, gets ready only once the gate opens.
+      const gate = join(dir, `gate-${port}`);
+      slow = startScript(pool, {
+        ...common,
+        FIXTURE_TAKEOVER: "1",
+        FIXTURE_READY_GATE: gate,
+      });
+      await waitFor("the slow pool's workers to listen", async () => {
+        const pid = Number((await getWhenUp(port)).split(" ")[1]);
+        return !old.has(pid);
+      });
+      fast = startScript(pool, { ...common, FIXTURE_TAKEOVER: "1" });
+      assert.equal((await first.exited).code, 0, first.output());
+      writeFileSync(gate, "open");
+      assert.equal((await slow.exited).code, 1, slow.output());
+      assert.match(
+        slow.output(),
+        new RegExp(
+          `another pool \\(master pid ${fast.pid}\\) took over port ${port} while this one started; this pool stops`,
+        ),
+      );
+      assert.equal(lockHolder(port), fast.pid);
+      await stopAndCheck(fast);
+      assert.equal(existsSync(lockOf(port)), false);
+    } finally {
+      await cleanup(first);
+      if (slow !== null) await cleanup(slow);
+      if (fast !== null) await cleanup(fast);
+    }
+  });
+
   test("a second pool on a port is refused at once, naming the first one's master", async () => {
     const port = await freePort();
     const first = startScript(pool, {
@@ -336,7 +407,7 @@ describe("one pool per port", () => {
     let next: Master | null = null;
     try {
       await answering(port, 2);
-      assert.equal(readFileSync(lockOf(port), "utf8").trim(), String(old.pid));
+      assert.equal(lockHolder(port), old.pid);
       const load = startLoad(port, 4);
       next = startScript(pool, {
         ...common,
@@ -355,7 +426,7 @@ describe("one pool per port", () => {
       );
       assert.deepEqual(await versions(port), new Set(["vnew"]));
       assert.equal(readFileSync(pidfile, "utf8").trim(), String(next.pid));
-      assert.equal(readFileSync(lockOf(port), "utf8").trim(), String(next.pid));
+      assert.equal(lockHolder(port), next.pid);
       await stopAndCheck(next);
       assert.equal(existsSync(pidfile), false);
       assert.equal(existsSync(lockOf(port)), false);
@@ -367,9 +438,14 @@ describe("one pool per port", () => {
   });
 });
 
-/** The lock file of a port (in the temporary folder). */
+/** The master pid the lock of `port` names. */
+function lockHolder(port: number): number {
+  return Number(readFileSync(lockOf(port), "utf8").split(" ")[0]);
+}
+
+/** The lock file of a port. */
 function lockOf(port: number): string {
-  return join(tmpdir(), `workerpool-port-${port}.lock`);
+  return `/tmp/workerpool-port-${port}.lock`;
 }
 
 const MIGRATE = "/proc/sys/net/ipv4/tcp_migrate_req";

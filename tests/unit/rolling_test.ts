@@ -264,6 +264,29 @@ describe("reload, after an operator's attack (fake runtime)", () => {
     assert.equal(await exit, 0);
   });
 
+  test("a port refused by another pool's lock halts a pool only before it was up", async () => {
+    const { runtime, supervisor, exit, logged } = await setup({ workers: 2 });
+    const [end0] = await bootAll(runtime);
+    runtime.child(1).exit(1);
+    await settle();
+    const refused = runtime.child(1);
+    const end = await refused.hello();
+    end.send({
+      t: "boot-error",
+      message: "port 8080 is served by the workerpool of master pid 77",
+      stack: null,
+      fatal: true,
+    });
+    await settle();
+    refused.exit(3);
+    end0!.send({ t: "hb" });
+    await runtime.advance(1000);
+    assert.equal(logged(/halting/).length, 0);
+    assert.equal(supervisor.pool[0]!.state, "ready");
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+  });
+
   test("a replacement that takes over resets its id's boot errors", async () => {
     const { runtime, supervisor, exit, logged } = await setup({
       workers: 1,
