@@ -9,7 +9,7 @@ import { removeStaleControlDirs } from "./_control_server.ts";
 import { type DaemonReport, reportToLauncher } from "./_daemon.ts";
 import type { ResolvedOptions } from "./_options.ts";
 import { Pidfile, PidfileError } from "./_pidfile.ts";
-import { isLiveMaster } from "./_ports.ts";
+import { isLiveMaster } from "./_port_lock.ts";
 import type { Pool } from "./_pool.ts";
 import { ExitCode, IGNORED_SIGNALS } from "./_protocol.ts";
 import { flushStderr, writeStderr } from "./_stderr.ts";

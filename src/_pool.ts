@@ -140,7 +140,10 @@ export class Pool {
       exited: (slot, child, status) => this.#onExit(slot, child, status),
     });
     const { checkInterval, workerTimeout, readyTimeout } = this.#options;
-    const ports = new PortLocks(runtime, log, launcher.socketPath);
+    const ports = new PortLocks(runtime, log, {
+      socket: launcher.socketPath,
+      takeover: this.#options.takeover,
+    });
     this.#run = {
       runtime,
       emit,
@@ -328,7 +331,10 @@ export class Pool {
 
   #onMessage(child: ChildHandle, message: WorkerMessage): void {
     if (message.t === "port") {
-      this.#run!.ports.served(message.port, message.holder);
+      this.#halting(
+        this.#run!.ports.served(message.port, message.holder),
+        ExitCode.bootError,
+      );
     }
     if (message.t !== "log") {
       child.receive(message);
@@ -365,11 +371,19 @@ export class Pool {
   #checkAllReady(): void {
     const run = this.#run;
     if (!this.#readiness.check(this.#slots) || run === null) return;
-    void run.ports.ready().then((conflict) => {
-      if (conflict === null || this.stopping) return;
-      this.#haltCause = conflict;
-      run.log.critical(conflict);
-      this.shutdown("SIGTERM", ExitCode.failure);
+    this.#halting(run.ports.ready(), ExitCode.failure);
+  }
+
+  /**
+   * Halts the pool with `code` if `conflict` resolves with a reason: another
+   * pool holds its port (see `PortLocks`).
+   */
+  #halting(conflict: Promise<string | null>, code: number): void {
+    void conflict.then((cause) => {
+      if (cause === null || this.stopping) return;
+      this.#haltCause = cause;
+      this.#run!.log.critical(cause);
+      this.shutdown("SIGTERM", code);
     });
   }
 

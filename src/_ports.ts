@@ -1,165 +1,25 @@
 /**
- * The ports a pool's workers share. One pool per port: with `reusePort`, a
- * second pool started by mistake on a port would silently take half its
- * connections; so the pools agree on a lock file per port,
- * `/tmp/workerpool-port-<port>.lock`, naming the master whose workers serve
- * it and its control socket. A worker's `serve()` refuses a port another
- * live pool holds, unless its pool takes over: then its master takes the
- * lock (and the pidfile), and tells the other master to drain and exit,
- * once all of its own workers are ready. And the accept queue: see
+ * The ports a pool's workers share, the master's side: it takes the lock of
+ * each port its workers serve (`_port_lock.ts` says what the lock is), takes
+ * over the locks and the pidfile of a pool it replaces once it is ready,
+ * and releases them when it exits. And the accept queue: see
  * `PortLocks.handedOver`.
  *
  * @module
  */
 import { Pidfile, readPid } from "./_pidfile.ts";
-import { CONTROL_DIR_PREFIX, controlSocketPath } from "./_protocol.ts";
+import {
+  isLiveMaster,
+  PortHeldError,
+  portLockPath,
+  readLock,
+} from "./_port_lock.ts";
 import { describe } from "./errors.ts";
 import type { Runtime } from "./runtime/mod.ts";
 import type { Logger } from "./types.ts";
 
 /** Whether Linux moves a closing listener's queued connections (0 or 1). */
 const MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req";
-
-/**
- * Where the locks are: /tmp, not `$TMPDIR`, so that pools started with
- * different temporary folders still see each other.
- */
-const LOCK_DIR = "/tmp";
-
-/** The pool a worker process serves for: set by the worker's main. */
-export interface PoolOfWorker {
-  masterPid: number;
-  /** The master's control socket: written in the locks it holds. */
-  socket: string;
-  takeover: boolean;
-  /** Tells the master the worker serves `port`; `holder` is taken over. */
-  report(port: number, holder: number | null): void;
-}
-
-let pool: PoolOfWorker | null = null;
-
-/** Sets the pool this process is a worker of. */
-export function setPoolOfWorker(value: PoolOfWorker): void {
-  pool = value;
-}
-
-/** The lock file of `port`. */
-export function portLockPath(port: number): string {
-  return `${LOCK_DIR}/workerpool-port-${port}.lock`;
-}
-
-/** A master, as a lock names it. */
-interface Holder {
-  pid: number;
-  socket: string;
-}
-
-/** The master a lock names; null when missing, "garbage" when unreadable. */
-function readLock(runtime: Runtime, path: string): Holder | null | "garbage" {
-  const text = runtime.readTextFile(path);
-  if (text === null) return null;
-  const match = /^(\d+) (\S+)\n?$/.exec(text);
-  return match === null
-    ? "garbage"
-    : { pid: Number(match[1]), socket: match[2]! };
-}
-
-/** Whether a process answers on control socket `socket`. */
-async function answers(runtime: Runtime, socket: string): Promise<boolean> {
-  try {
-    (await runtime.connectUnix(socket)).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Whether master `pid` lives: its process runs and one of its control
- * sockets (in this process's temporary folder, or `socket`) answers. A pid
- * reused by another program, beside a directory left by a master killed
- * with its workers, does not count.
- */
-export async function isLiveMaster(
-  runtime: Runtime,
-  pid: number,
-  socket?: string,
-): Promise<boolean> {
-  if (!runtime.isAlive(pid)) return false;
-  if (socket !== undefined) return await answers(runtime, socket);
-  const base = runtime.tempDir().replace(/\/$/, "");
-  for (const name of runtime.readDir(base, `${CONTROL_DIR_PREFIX}${pid}-`)) {
-    if (await answers(runtime, controlSocketPath(`${base}/${name}`))) {
-      return true;
-    }
-  }
-  return false;
-}
-
-/** A port another pool serves: the error names its master. */
-export class PortHeldError extends Error {
-  constructor(port: number, holder: number) {
-    super(
-      `port ${port} is served by the workerpool of master pid ${holder}; start with takeover: true to replace that pool, or use another port`,
-    );
-    this.name = "PortHeldError";
-  }
-}
-
-/**
- * Before a worker listens on `port`: throws a {@linkcode PortHeldError}
- * when another live pool holds it and this pool does not take over.
- * Returns the holder this pool takes over, or null. Outside a pool, or for
- * port 0, nothing is checked.
- */
-export async function checkPort(
-  runtime: Runtime,
-  port: number,
-): Promise<number | null> {
-  if (pool === null || port === 0) return null;
-  const holder = readLock(runtime, portLockPath(port));
-  if (holder === null || holder === "garbage") return null;
-  if (holder.pid === pool.masterPid) return null;
-  if (!(await isLiveMaster(runtime, holder.pid, holder.socket))) return null;
-  if (!pool.takeover) throw new PortHeldError(port, holder.pid);
-  return holder.pid;
-}
-
-/**
- * Once a worker listens on `port` (0: nothing to do): takes the lock for
- * its master, unless it takes over `holder` (its master takes the lock once
- * the pool is ready), and tells the master. A stale or unreadable lock is
- * replaced. Throws a {@linkcode PortHeldError} when another pool took the
- * lock meanwhile.
- */
-export async function claimPort(
-  runtime: Runtime,
-  port: number,
-  holder: number | null,
-): Promise<void> {
-  if (pool === null || port === 0) return;
-  const path = portLockPath(port);
-  for (let attempt = 0; holder === null; attempt++) {
-    if (attempt === 3) {
-      throw new Error(
-        `Cannot take the lock of port ${port} (${path}): it keeps reappearing`,
-      );
-    }
-    if (writeExclusive(runtime, path, pool)) break;
-    const current = readLock(runtime, path);
-    if (current === null) continue; // removed meanwhile
-    if (current !== "garbage") {
-      if (current.pid === pool.masterPid) break;
-      if (await isLiveMaster(runtime, current.pid, current.socket)) {
-        if (!pool.takeover) throw new PortHeldError(port, current.pid);
-        holder = current.pid;
-        break;
-      }
-    }
-    runtime.remove(path); // stale, or not a lock: replaced
-  }
-  pool.report(port, holder);
-}
 
 /** Creates the lock naming `master`; false when one exists. */
 function writeExclusive(
@@ -186,6 +46,7 @@ export class PortLocks {
   #runtime: Runtime;
   #log: Logger;
   #socket: string;
+  #takeover: boolean;
   /** Port → the master it is taken over from, null once ours. */
   #ports = new Map<number, number | null>();
   /** A pidfile to take over from the master it names. */
@@ -194,18 +55,59 @@ export class PortLocks {
   #readying: Promise<string | null> = Promise.resolve(null);
   #migrateChecked = false;
 
-  /** `socket`: this master's control socket, written in its locks. */
-  constructor(runtime: Runtime, log: Logger, socket: string) {
+  /**
+   * `socket`: this master's control socket, written in its locks;
+   * `takeover`: whether the pool takes over from others.
+   */
+  constructor(
+    runtime: Runtime,
+    log: Logger,
+    options: { socket: string; takeover: boolean },
+  ) {
     this.#runtime = runtime;
     this.#log = log;
-    this.#socket = socket;
+    this.#socket = options.socket;
+    this.#takeover = options.takeover;
   }
 
-  /** A worker serves `port`, taking it over from `holder` (or not). */
-  served(port: number, holder: number | null): void {
-    if (!this.#ports.has(port) || holder !== null) {
-      this.#ports.set(port, holder);
+  /**
+   * A worker serves `port`, taking it over from `holder` (or not). The
+   * first time, the lock is taken for this master, replacing a stale or
+   * unreadable one. Resolves with why this pool must stop instead (another
+   * pool took the port meanwhile, and this one does not take over), or
+   * null.
+   */
+  served(port: number, holder: number | null): Promise<string | null> {
+    const known = this.#ports.has(port);
+    if (!known || holder !== null) this.#ports.set(port, holder);
+    if (known || holder !== null) return Promise.resolve(null);
+    this.#readying = this.#readying.then((conflict) =>
+      conflict ?? this.#claim(port)
+    );
+    return this.#readying;
+  }
+
+  async #claim(port: number): Promise<string | null> {
+    const runtime = this.#runtime;
+    const path = portLockPath(port);
+    const me = { masterPid: runtime.pid, socket: this.#socket };
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (writeExclusive(runtime, path, me)) return null;
+      const current = readLock(runtime, path);
+      if (current === null) continue; // removed meanwhile
+      if (current !== "garbage") {
+        if (current.pid === runtime.pid) return null;
+        if (await isLiveMaster(runtime, current.pid, current.socket)) {
+          if (this.#takeover) {
+            this.#ports.set(port, current.pid);
+            return null;
+          }
+          return new PortHeldError(port, current.pid).message;
+        }
+      }
+      runtime.remove(path); // stale, or not a lock: replaced
     }
+    return `Cannot take the lock of port ${port} (${path}): it keeps reappearing`;
   }
 
   /** The pidfile at `path`, which names master `holder`, is taken over. */

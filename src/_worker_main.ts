@@ -15,7 +15,7 @@ import {
   type WorkerEnv,
 } from "./_protocol.ts";
 import { BootError, describe } from "./errors.ts";
-import { PortHeldError, setPoolOfWorker } from "./_ports.ts";
+import { PortHeldError, setPoolOfWorker } from "./_port_lock.ts";
 import { requestsServed, shutdownServers } from "./serve.ts";
 import {
   createLogger,

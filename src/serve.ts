@@ -6,7 +6,7 @@
  */
 import { describe, describeValue } from "./errors.ts";
 import { createLogger, getProcessSink, stderrHandler } from "./logging.ts";
-import { checkPort, claimPort } from "./_ports.ts";
+import { checkPort, claimPort } from "./_port_lock.ts";
 import { loadRuntime } from "./runtime/mod.ts";
 import type { Handler, HttpServer, ServeOptions } from "./types.ts";
 
@@ -100,12 +100,7 @@ export async function serve(
   } catch (error) {
     throw refused(error);
   }
-  try {
-    if (reusePort) await claimPort(runtime, port, holder);
-  } catch (error) {
-    await server.shutdown();
-    throw refused(error);
-  }
+  if (reusePort) claimPort(port, holder);
   servers++;
   let stopping: Promise<void> | undefined;
   const shutdown = () =>

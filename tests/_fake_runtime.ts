@@ -169,6 +169,7 @@ export class FakeRuntime implements Runtime {
   makeTempDir = (prefix: string) => real.makeTempDir(prefix);
   remove = (path: string) => real.remove(path);
   readTextFile = (path: string) => real.readTextFile(path);
+  readText = (path: string) => real.readText(path);
   readTail = (path: string, bytes: number) => real.readTail(path, bytes);
   writeTextFile = (path: string, text: string) =>
     real.writeTextFile(path, text);

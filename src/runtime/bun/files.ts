@@ -22,6 +22,10 @@ export const files: FileSystem = {
         .scanSync({ cwd: path, onlyFiles: false, dot: true }),
     ),
   remove: (path) => fs().rmSync(path, { recursive: true, force: true }),
+  async readText(path) {
+    const file = bun().file(path);
+    return (await file.exists()) ? await file.text() : null;
+  },
   readTextFile(path) {
     try {
       return fs().readFileSync(path, "utf8");

@@ -89,7 +89,7 @@ export interface BunGlobal {
   readonly main: string;
   spawn(cmd: string[], options: Record<string, unknown>): BunSubprocess;
   write(path: string, data: string): Promise<number>;
-  file(path: string): { text(): Promise<string> };
+  file(path: string): { text(): Promise<string>; exists(): Promise<boolean> };
   Glob: new (pattern: string) => {
     scanSync(
       options: { cwd: string; onlyFiles: boolean; dot: boolean },

@@ -20,6 +20,14 @@ export const files: FileSystem = {
   remove(path) {
     ignoreNotFound(() => Deno.removeSync(path, { recursive: true }));
   },
+  async readText(path) {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      throw error;
+    }
+  },
   readTextFile(path) {
     try {
       return Deno.readTextFileSync(path);
