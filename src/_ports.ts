@@ -47,6 +47,9 @@ export class PortLocks {
   #log: Logger;
   #socket: string;
   #takeover: boolean;
+  #ready = false;
+  /** Ports whose lock names this master. */
+  #claimed = new Set<number>();
   /** Port → the master it is taken over from, null once ours. */
   #ports = new Map<number, number | null>();
   /** A pidfile to take over from the master it names. */
@@ -80,11 +83,14 @@ export class PortLocks {
   served(port: number, holder: number | null): Promise<string | null> {
     const known = this.#ports.has(port);
     if (!known || holder !== null) this.#ports.set(port, holder);
-    if (known || holder !== null) return Promise.resolve(null);
-    this.#readying = this.#readying.then((conflict) =>
-      conflict ?? this.#claim(port)
-    );
-    return this.#readying;
+    // Claimed once the pool is ready: writing files is no start-up work.
+    if (known || holder !== null || !this.#ready) return Promise.resolve(null);
+    return this.#then(() => this.#claim(port));
+  }
+
+  #claimedNow(port: number): null {
+    this.#claimed.add(port);
+    return null;
   }
 
   async #claim(port: number): Promise<string | null> {
@@ -92,11 +98,11 @@ export class PortLocks {
     const path = portLockPath(port);
     const me = { masterPid: runtime.pid, socket: this.#socket };
     for (let attempt = 0; attempt < 3; attempt++) {
-      if (writeExclusive(runtime, path, me)) return null;
+      if (writeExclusive(runtime, path, me)) return this.#claimedNow(port);
       const current = readLock(runtime, path);
       if (current === null) continue; // removed meanwhile
       if (current !== "garbage") {
-        if (current.pid === runtime.pid) return null;
+        if (current.pid === runtime.pid) return this.#claimedNow(port);
         if (await isLiveMaster(runtime, current.pid, current.socket)) {
           if (this.#takeover) {
             this.#ports.set(port, current.pid);
@@ -121,9 +127,20 @@ export class PortLocks {
    * pool must stop instead (another pool took over meanwhile), or null.
    */
   ready(): Promise<string | null> {
-    this.#readying = this.#readying.then((conflict) =>
-      conflict ?? this.#takeOver()
-    );
+    this.#ready = true;
+    return this.#then(async () => {
+      for (const [port, holder] of this.#ports) {
+        if (holder !== null || this.#claimed.has(port)) continue;
+        const conflict = await this.#claim(port);
+        if (conflict !== null) return conflict;
+      }
+      return await this.#takeOver();
+    });
+  }
+
+  /** Runs `step` after the steps before it, unless one found a conflict. */
+  #then(step: () => Promise<string | null>): Promise<string | null> {
+    this.#readying = this.#readying.then((conflict) => conflict ?? step());
     return this.#readying;
   }
 
@@ -150,8 +167,13 @@ export class PortLocks {
       try {
         runtime.remove(path);
         if (!writeExclusive(runtime, path, me)) {
-          return this.#lost(`port ${port}`, readPid(runtime, path) ?? 0);
+          const now = readLock(runtime, path);
+          return this.#lost(
+            `port ${port}`,
+            now === "garbage" ? 0 : now?.pid ?? 0,
+          );
         }
+        this.#claimed.add(port);
       } catch (error) {
         this.#log.error(
           `Cannot take the lock of port ${port}: ${describe(error)}`,
