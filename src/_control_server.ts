@@ -9,6 +9,7 @@
  */
 import type { ChildHandle } from "./_child.ts";
 import { FrameError, readFrames, toWorkerMessage } from "./_frames.ts";
+import { answers } from "./_port_lock.ts";
 import {
   CONTROL_DIR_PREFIX,
   controlDirOwner,
@@ -226,13 +227,7 @@ export async function removeStaleControlDirs(
       continue;
     }
     const dir = `${base}/${name}`;
-    try {
-      const connection = await runtime.connectUnix(controlSocketPath(dir));
-      connection.close();
-      continue; // Someone listens: not stale.
-    } catch {
-      // Refused or missing: nobody listens.
-    }
+    if (await answers(runtime, controlSocketPath(dir))) continue; // not stale
     try {
       runtime.remove(dir);
       log.info(`removed ${dir}, left behind by master pid ${owner}`);

@@ -56,9 +56,7 @@ export class Pidfile {
     pid: number,
     isAlive: (pid: number) => boolean,
   ): Pidfile {
-    const temporary = temporaryPath(target, pid);
-    files.writeTextFile(temporary, `${pid}\n`);
-    try {
+    return withTemporary(files, target, `${pid}\n`, (temporary) => {
       for (let attempt = 0; attempt < 3; attempt++) {
         if (files.link(temporary, target)) {
           return new Pidfile(files, target, pid);
@@ -85,9 +83,7 @@ export class Pidfile {
       throw new PidfileError(
         `Cannot write pidfile: ${target} keeps reappearing; another process races for it`,
       );
-    } finally {
-      files.remove(temporary);
-    }
+    });
   }
 
   /**
@@ -97,11 +93,8 @@ export class Pidfile {
    */
   static replace(files: FileSystem, path: string, pid: number): Pidfile {
     const target = absolute(files.cwd(), path);
-    const temporary = temporaryPath(target, pid);
     try {
-      files.writeTextFile(temporary, `${pid}\n`);
-      files.remove(target);
-      if (!files.link(temporary, target)) {
+      if (!linkOver(files, target, `${pid}\n`)) {
         throw new PidfileError(
           `Cannot write pidfile: ${target} reappeared; another process races for it`,
         );
@@ -113,8 +106,6 @@ export class Pidfile {
         `Cannot write pidfile ${target}: ${describe(error)}`,
         { cause: error },
       );
-    } finally {
-      files.remove(temporary);
     }
   }
 
@@ -127,11 +118,57 @@ export class Pidfile {
 }
 
 /**
- * A temporary file beside `target`, of this process alone: the workers of
- * one pool write the same pid to a port's lock at the same time.
+ * Creates `path` holding `content`, complete or not at all, and only if no
+ * file is there: the content goes to a temporary file first, hard-linked
+ * into place (a link never overwrites). False when a file is there.
  */
-function temporaryPath(target: string, pid: number): string {
-  return `${target}.${pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+export function linkNew(
+  files: FileSystem,
+  path: string,
+  content: string,
+): boolean {
+  return withTemporary(
+    files,
+    path,
+    content,
+    (temporary) => files.link(temporary, path),
+  );
+}
+
+/**
+ * Puts `path`, holding `content`, in place of whatever file is there (the
+ * content is complete before the old file goes); false when another
+ * process created one in between.
+ */
+export function linkOver(
+  files: FileSystem,
+  path: string,
+  content: string,
+): boolean {
+  return withTemporary(files, path, content, (temporary) => {
+    files.remove(path);
+    return files.link(temporary, path);
+  });
+}
+
+/**
+ * Runs `use` with a temporary file beside `target` holding `content`, of
+ * this process alone (the workers of one pool may write the same content
+ * at once), and removes it after.
+ */
+function withTemporary<T>(
+  files: FileSystem,
+  target: string,
+  content: string,
+  use: (temporary: string) => T,
+): T {
+  const temporary = `${target}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  files.writeTextFile(temporary, content);
+  try {
+    return use(temporary);
+  } finally {
+    files.remove(temporary);
+  }
 }
 
 /** The pid in a pidfile, or null when missing or not a pid. */

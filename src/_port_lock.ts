@@ -64,7 +64,10 @@ function parseLock(text: string | null): Holder | null | "garbage" {
 }
 
 /** Whether a process answers on control socket `socket`. */
-async function answers(runtime: Runtime, socket: string): Promise<boolean> {
+export async function answers(
+  runtime: Runtime,
+  socket: string,
+): Promise<boolean> {
   try {
     (await runtime.connectUnix(socket)).close();
     return true;

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { Pidfile, readPid } from "./_pidfile.ts";
+import { linkNew, linkOver, Pidfile, readPid } from "./_pidfile.ts";
 import {
   isLiveMaster,
   PortHeldError,
@@ -21,19 +21,9 @@ import type { Logger } from "./types.ts";
 /** Whether Linux moves a closing listener's queued connections (0 or 1). */
 const MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req";
 
-/** Creates the lock naming `master`; false when one exists. */
-function writeExclusive(
-  runtime: Runtime,
-  path: string,
-  master: { masterPid: number; socket: string },
-): boolean {
-  const temporary = `${path}.${runtime.pid}.tmp`;
-  runtime.writeTextFile(temporary, `${master.masterPid} ${master.socket}\n`);
-  try {
-    return runtime.link(temporary, path);
-  } finally {
-    runtime.remove(temporary);
-  }
+/** The content of a lock naming `master`. */
+function lockText(master: { masterPid: number; socket: string }): string {
+  return `${master.masterPid} ${master.socket}\n`;
 }
 
 /**
@@ -98,7 +88,7 @@ export class PortLocks {
     const path = portLockPath(port);
     const me = { masterPid: runtime.pid, socket: this.#socket };
     for (let attempt = 0; attempt < 3; attempt++) {
-      if (writeExclusive(runtime, path, me)) return this.#claimedNow(port);
+      if (linkNew(runtime, path, lockText(me))) return this.#claimedNow(port);
       const current = readLock(runtime, path);
       if (current === null) continue; // removed meanwhile
       if (current !== "garbage") {
@@ -165,8 +155,7 @@ export class PortLocks {
       ) return this.#lost(`port ${port}`, current.pid);
       this.#ports.set(port, null);
       try {
-        runtime.remove(path);
-        if (!writeExclusive(runtime, path, me)) {
+        if (!linkOver(runtime, path, lockText(me))) {
           const now = readLock(runtime, path);
           return this.#lost(
             `port ${port}`,

@@ -95,9 +95,8 @@ export class Slot {
    * row halt the pool, unless the pool was up and other workers serve
    * (`othersServing`): a broken deploy on disk must not take down the
    * workers that run the code before it, so the id tries again every
-   * `maxRestartDelay`. A retiring
-   * process or a replacement is not replaced; a current process with a
-   * replacement starting hands over to it.
+   * `maxRestartDelay`. A retiring process or a replacement is not replaced;
+   * a current process with a replacement starting hands over to it.
    */
   exited(
     child: ChildHandle,
@@ -118,9 +117,7 @@ export class Slot {
     if (this.child === child) this.child = null;
     if (!running) return { line, level: "info", action: "none" };
     if (this.next !== null) {
-      this.child = this.next;
-      this.next = null;
-      this.#spawns++;
+      this.promote();
       return {
         line: `${line}; its replacement ${this.child} takes over`,
         level: "warn",
