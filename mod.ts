@@ -35,8 +35,14 @@ export { WorkerBase } from "./src/worker.ts";
 export type { WorkerClass, WorkerFactory } from "./src/worker.ts";
 export { serve } from "./src/serve.ts";
 export { BootError, EXIT_BOOT_ERROR } from "./src/errors.ts";
-export { formatRecord, LogLevels, stderrHandler } from "./src/logging.ts";
+export {
+  formatJsonRecord,
+  formatRecord,
+  LogLevels,
+  stderrHandler,
+} from "./src/logging.ts";
 export type {
+  AdminOptions,
   Handler,
   HttpServer,
   LevelName,
@@ -47,9 +53,13 @@ export type {
   MainOptions,
   OutputTarget,
   PoolLogRecord,
+  PoolStatus,
+  RestartInfo,
+  RestartReason,
   ServeOptions,
   SignalName,
   SupervisorOptions,
   WorkerInfo,
+  WorkerMetrics,
   WorkerProcessInfo,
 } from "./src/types.ts";

@@ -7,7 +7,7 @@
  */
 import type { WorkerMessage } from "./_protocol.ts";
 import { type ChildDeadlines, Deadlines } from "./_deadlines.ts";
-import { type RecycleLimits, Usage } from "./_recycle.ts";
+import { type RecycleLimits, type Replacement, Usage } from "./_recycle.ts";
 import { stackFrames } from "./errors.ts";
 import type {
   ChildProcess,
@@ -215,7 +215,7 @@ export class ChildHandle {
   }
 
   /** Why it is due to be replaced at `now` (see `_recycle.ts`), or null. */
-  recycleDue(now: number): string | null {
+  recycleDue(now: number): Replacement | null {
     if (this.#state !== "ready") return null;
     return this.usage.due(this.spawnedAt, now);
   }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { AdminServer } from "./_admin.ts";
 import { removeStaleControlDirs } from "./_control_server.ts";
 import { type DaemonReport, reportToLauncher } from "./_daemon.ts";
 import type { ResolvedOptions } from "./_options.ts";
@@ -46,7 +47,7 @@ export async function runMaster(
 ): Promise<number> {
   const { pool, options } = parts;
   const emit = guardHandler(
-    options.logger ?? stderrHandler(options.logLevel),
+    options.logger ?? stderrHandler(options.logLevel, options.logFormat),
   );
   const log = createLogger(
     "workerpool.supervisor",
@@ -67,7 +68,7 @@ export async function runMaster(
         `${signal}: stopping once the onStart callbacks finish (signal again to exit now)`,
       );
     }
-    void pool.shutdown(as);
+    void pool.stop(as);
   };
   // A reload or a scaling asked for by a signal: its failure is logged
   // where it happens; one that cannot begin says why here.
@@ -107,6 +108,8 @@ export async function runMaster(
   ];
   let started = false;
   let code: number;
+  let admin: AdminServer | null = null;
+  let notifier: { close(): void } | null = null;
   try {
     // Before the pidfile and the callbacks: a master that cannot run a
     // pool says so before it changes anything.
@@ -117,6 +120,15 @@ export async function runMaster(
     // Output files and the control socket too: a bad path is said before
     // the master's onStart callbacks run.
     await pool.open(runtime, emit, log);
+    // Loaded only when asked for: each module costs start-up time.
+    if (runtime.getEnv("NOTIFY_SOCKET")) {
+      const { SystemdNotifier } = await import("./_notify.ts");
+      notifier = await SystemdNotifier.open(runtime, pool, log);
+    }
+    if (options.admin !== null) {
+      const { serveAdmin } = await import("./_admin.ts");
+      admin = await serveAdmin(runtime, options.admin, pool, log);
+    }
     if (parts.pidfile !== undefined) {
       pidfile = await acquirePidfile(runtime, parts, log);
     }
@@ -156,6 +168,9 @@ export async function runMaster(
   }
   if (started) code = await runShutdownCallbacks(parts, log, code);
   await pool.dispose();
+  // Up to the end: /healthz says the master lives while it stops.
+  await admin?.close();
+  notifier?.close();
   pidfile?.release();
   await flushStderr();
   for (const remove of removers) remove();

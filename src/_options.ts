@@ -43,6 +43,11 @@ export interface ResolvedOptions {
   /** 0: never. */
   maxAge: number;
   takeover: boolean;
+  /** null: no admin endpoint. */
+  admin: { port: number; hostname: string } | null;
+  shutdownDelay: number;
+  minReady: number;
+  logFormat: "text" | "json";
 }
 
 const ACTION = "Cannot create supervisor";
@@ -65,6 +70,10 @@ const KNOWN_OPTIONS = [
   "maxMemory",
   "maxAge",
   "takeover",
+  "admin",
+  "shutdownDelay",
+  "minReady",
+  "logFormat",
 ];
 
 /** Throws a TypeError naming the first key of `options` not in `known`. */
@@ -153,7 +162,18 @@ export function resolveOptions(options: SupervisorOptions): ResolvedOptions {
     maxMemory: limit("maxMemory", options.maxMemory),
     maxAge: time("maxAge", options.maxAge, 0),
     takeover: options.takeover ?? false,
+    admin: admin(options.admin),
+    shutdownDelay: time("shutdownDelay", options.shutdownDelay, 0),
+    minReady: count("minReady", options.minReady, 1, MAX_WORKERS),
+    logFormat: options.logFormat ?? "text",
   };
+  if (resolved.logFormat !== "text" && resolved.logFormat !== "json") {
+    throw new RangeError(
+      `${ACTION}: logFormat must be "text" or "json", got ${
+        describeValue(resolved.logFormat)
+      }`,
+    );
+  }
   if (typeof resolved.takeover !== "boolean") {
     throw new TypeError(
       `${ACTION}: takeover must be a boolean, got ${
@@ -291,6 +311,40 @@ function limit(name: string, value: unknown): number {
     );
   }
   return value;
+}
+
+function admin(value: unknown): ResolvedOptions["admin"] {
+  if (value === undefined) return null;
+  if (typeof value !== "object" || value === null) {
+    throw new TypeError(
+      `${ACTION}: admin must be an object { port, hostname }, got ${
+        describeValue(value)
+      }`,
+    );
+  }
+  checkKeys(`${ACTION}: admin`, value, ["port", "hostname"]);
+  const { port, hostname = "127.0.0.1" } = value as {
+    port?: unknown;
+    hostname?: unknown;
+  };
+  if (
+    typeof port !== "number" || !Number.isInteger(port) || port < 0 ||
+    port > 65535
+  ) {
+    throw new RangeError(
+      `${ACTION}: admin.port must be an integer from 0 to 65535, got ${
+        describeValue(port)
+      }`,
+    );
+  }
+  if (typeof hostname !== "string" || hostname === "") {
+    throw new TypeError(
+      `${ACTION}: admin.hostname must be a non-empty address, got ${
+        describeValue(hostname)
+      }`,
+    );
+  }
+  return { port, hostname };
 }
 
 /** Words that name a mode, not a file: a typo of "inherit" or "null". */

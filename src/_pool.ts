@@ -24,8 +24,12 @@
  * - `reload()`, and a tick finding a process due for recycling: a rolling
  *   replacement (`Rolling`): the new process first, the old one drains once
  *   the new one is ready.
- * - `shutdown(signal)`: stop every process (SIGKILL after
- *   `gracefulTimeout`), drain their output, resolve `stopped`.
+ * - `stop(signal)`: a SIGTERM waits `shutdownDelay` first (`draining`:
+ *   the pool serves, `/readyz` says 503), then `shutdown(signal)`: stop
+ *   every process (SIGKILL after `gracefulTimeout`), drain their output,
+ *   resolve `stopped`.
+ * - What the admin endpoint and systemd hear (`PoolEvents`): a worker ready
+ *   or gone (`changed`), a reload begun or ended, the stop begun.
  *
  * @module
  */
@@ -41,13 +45,32 @@ import { ExitCode, type WorkerMessage } from "./_protocol.ts";
 import { type Slot, startFailure } from "./_slot.ts";
 import type { Slots } from "./_slots.ts";
 import { createLogger } from "./logging.ts";
-import type { ExitStatus, Runtime, SignalName } from "./runtime/mod.ts";
-import type { Logger, PoolLogRecord, WorkerInfo } from "./types.ts";
+import type { ExitStatus, Runtime, SignalName, Timer } from "./runtime/mod.ts";
+import type { Logger, PoolLogRecord, PoolStatus, WorkerInfo } from "./types.ts";
 
 /** How long worker output may stay open after all workers exited. */
 const OUTPUT_DRAIN_MS = 2000;
 
 type PoolState = "idle" | "running" | "stopping" | "stopped";
+
+/** What the pool tells those who report on it (`_fleet.ts`). */
+export interface PoolEvents {
+  /** A worker got ready or lost its process; ids were added or removed. */
+  changed(): void;
+  /** A rolling reload began. */
+  reloadBegan(): void;
+  /** A rolling reload ended: failed with `failure`, or not (null). */
+  reloadEnded(failure: string | null): void;
+  /** A stop began (the `shutdownDelay` included). */
+  stopping(): void;
+}
+
+const NO_EVENTS: PoolEvents = {
+  changed() {},
+  reloadBegan() {},
+  reloadEnded() {},
+  stopping() {},
+};
 
 /** Where the pool runs: set by `start()`. */
 interface Running {
@@ -72,6 +95,10 @@ export class Pool {
   #haltCause: string | null = null;
   #stopped = Promise.withResolvers<void>();
   #readiness = new Readiness();
+  #events: PoolEvents = NO_EVENTS;
+  /** Set while a stop waits out `shutdownDelay`. */
+  #drain: Timer | undefined;
+  #startedAt: number | null = null;
 
   /** A pool of `slots`, the ids the `Supervisor` has held so far. */
   constructor(options: ResolvedOptions, slots: Slots) {
@@ -86,12 +113,93 @@ export class Pool {
 
   /** Whether a stop was asked for (the pool may still be stopping). */
   get stopping(): boolean {
-    return this.#state === "stopping" || this.#state === "stopped";
+    return this.#drain !== undefined || this.#state === "stopping" ||
+      this.#state === "stopped";
   }
 
   /** Whether the workers were spawned and no stop was asked for. */
   get running(): boolean {
-    return this.#state === "running";
+    return this.#state === "running" && this.#drain === undefined;
+  }
+
+  /** Sends the pool's events to `events` (one listener). */
+  observe(events: PoolEvents): void {
+    this.#events = events;
+  }
+
+  /** The whole pool, for `Supervisor.status` and the admin endpoint. */
+  status(): PoolStatus {
+    const run = this.#run;
+    const workers = this.snapshot();
+    return Object.freeze({
+      pid: run?.runtime.pid ?? 0,
+      runtime: run === null ? "" : `${run.runtime.name} ${run.runtime.version}`,
+      state: this.#drain !== undefined
+        ? "draining"
+        : this.#state !== "running"
+        ? this.#state
+        : !this.#readiness.reached
+        ? "starting"
+        : run?.rolling.reloading
+        ? "reloading"
+        : "running",
+      uptime: this.#startedAt === null || run === null
+        ? 0
+        : Math.round(run.runtime.now() - this.#startedAt),
+      size: workers.length,
+      ready: this.readyCount(),
+      minReady: this.#options.minReady,
+      generation: run?.rolling.generation ?? 0,
+      reloads: run?.rolling.generation ?? 0,
+      reloadFailures: run?.rolling.failures ?? 0,
+      workers,
+    });
+  }
+
+  /** How many ids have a ready process (the current one, or its replacement). */
+  readyCount(): number {
+    let ready = 0;
+    for (const slot of this.#slots) {
+      if (slot.child?.state === "ready" || slot.next?.state === "ready") {
+        ready++;
+      }
+    }
+    return ready;
+  }
+
+  /**
+   * Why the pool should take no traffic now (`/readyz`), or null: fewer
+   * than `minReady` workers ready (all of them, in a smaller pool), or a
+   * stop under way.
+   */
+  notReady(): string | null {
+    if (this.#drain !== undefined) {
+      return "the pool is stopping (shutdownDelay: the workers still serve)";
+    }
+    if (this.#state !== "running") return `the pool is ${this.#state}`;
+    const needed = Math.min(this.#options.minReady, this.#slots.size);
+    const ready = this.readyCount();
+    return ready >= needed
+      ? null
+      : `${ready} of ${this.#slots.size} workers ready, ${needed} needed`;
+  }
+
+  /**
+   * Why the master's supervision is not well (systemd's watchdog is not
+   * fed then), or null: its tick stopped coming, or a worker that missed
+   * its deadline is still alive after it was killed.
+   */
+  unwell(): string | null {
+    const run = this.#run;
+    if (run === null || this.#state !== "running") return null;
+    const late = run.ticker.late(run.runtime.now());
+    if (late !== null) return late;
+    for (const child of run.launcher.children) {
+      if (child.killedFor !== null && child.state !== "exited") {
+        return `${child} ${child.killedFor}, and is still alive`;
+      }
+    }
+    return null;
   }
 
   /** How many worker ids the pool has. */
@@ -162,6 +270,8 @@ export class Pool {
           void child.stop("SIGTERM");
         },
         has: (slot) => this.#slots.has(slot),
+        reloadBegan: () => this.#events.reloadBegan(),
+        reloadEnded: (failure) => this.#events.reloadEnded(failure),
       }, this.#options.reloadConcurrency),
       ticker: new Ticker(
         runtime,
@@ -180,6 +290,7 @@ export class Pool {
     const run = this.#run;
     if (this.#state !== "idle" || run === null) return;
     this.#state = "running";
+    this.#startedAt = run.runtime.now();
     for (const slot of this.#slots) this.#spawn(slot);
     // Said and done after the spawns: nothing delays the workers' start.
     run.log.info(
@@ -188,6 +299,28 @@ export class Pool {
       } on ${run.runtime.name} ${run.runtime.version}`,
     );
     run.ticker.start();
+    this.#events.changed();
+  }
+
+  /**
+   * A stop asked for from outside (a signal, `terminate()`): a SIGTERM
+   * first waits `shutdownDelay`, while the workers serve and `/readyz`
+   * answers 503, so that load balancers stop sending requests before the
+   * workers drain. A second call during the wait stops at once.
+   */
+  stop(signal: "SIGTERM" | "SIGINT"): Promise<void> {
+    const run = this.#run;
+    const delay = this.#options.shutdownDelay;
+    if (
+      signal !== "SIGTERM" || delay === 0 || run === null ||
+      this.#state !== "running" || this.#drain !== undefined
+    ) return this.shutdown(signal);
+    run.log.info(
+      `${signal}: not ready any more; the workers serve for shutdownDelay ${delay} ms, then stop (signal again to stop now)`,
+    );
+    this.#drain = run.runtime.setTimeout(() => this.shutdown(signal), delay);
+    this.#events.stopping();
+    return this.#stopped.promise;
   }
 
   /**
@@ -196,6 +329,10 @@ export class Pool {
    * harmless; SIGINT during a SIGTERM shutdown is passed on to the workers.
    */
   shutdown(signal: "SIGTERM" | "SIGINT", exitCode = 0): Promise<void> {
+    if (this.#drain !== undefined) {
+      this.#run?.runtime.clearTimeout(this.#drain);
+      this.#drain = undefined;
+    }
     if (this.#state === "stopping" || this.#state === "stopped") {
       if (signal === "SIGINT" && this.#stopSignal === "SIGTERM") {
         this.#stopSignal = "SIGINT";
@@ -214,6 +351,7 @@ export class Pool {
       return this.#stopped.promise;
     }
     this.#state = "stopping";
+    this.#events.stopping();
     this.#run.ticker.stop();
     this.#run.rolling.stop("the pool is stopping");
     for (const slot of this.#slots) slot.cancel(this.#run.runtime);
@@ -229,6 +367,7 @@ export class Pool {
   /** `slot` joined the pool (`Slots.add`): it is spawned if the pool runs. */
   added(slot: Slot): void {
     if (this.#state === "running") this.#spawn(slot);
+    this.#events.changed();
   }
 
   /**
@@ -241,6 +380,7 @@ export class Pool {
       this.#run.rolling.removed(slot);
     }
     this.#checkAllReady(); // the others may be all there is left
+    this.#events.changed();
     const processes = [slot.child, slot.next, ...slot.retiring];
     await Promise.all(processes.map((child) => child?.stop(signal)));
   }
@@ -319,6 +459,7 @@ export class Pool {
     });
     run.rolling.exited(child, failure);
     run.childLog[next.level](next.line);
+    this.#events.changed();
     if (next.action === "halt") {
       this.#haltCause = next.cause;
       run.log.critical(next.cause);
@@ -358,6 +499,7 @@ export class Pool {
     else if (slot?.child === child) slot.policy.booted();
     run.rolling.ready(child);
     this.#checkAllReady();
+    this.#events.changed();
   }
 
   #onLost(child: ChildHandle, cause: string): void {

@@ -195,15 +195,34 @@ export interface WireRecord {
   loggerName: string;
 }
 
+/**
+ * What a heartbeat says of its process; every field optional, so that a
+ * master reads the beats of any worker version.
+ */
+export interface Heartbeat {
+  /** Resident memory, bytes. */
+  rss?: number;
+  /** JavaScript heap in use, bytes. */
+  heap?: number;
+  /** CPU time, user and system, microseconds since the process started. */
+  cpu?: number;
+  /**
+   * Event-loop lag: how late this heartbeat's timer fired, milliseconds
+   * (what held the loop since the last beat).
+   */
+  lag?: number;
+  /** Requests its `serve()` servers took so far (absent without one). */
+  req?: number;
+  /** Requests its `serve()` servers have not answered yet. */
+  fly?: number;
+}
+
 /** What a worker sends its master, one JSON object per line. */
 export type WorkerMessage =
   /** The first frame: who the connection is. */
   | { t: "hello"; id: number; pid: number; token: string }
-  /**
-   * The worker's event loop runs; with its resident memory (bytes) and the
-   * requests its `serve()` servers answered so far.
-   */
-  | { t: "hb"; rss?: number; req?: number }
+  /** The worker's event loop runs: with what it uses (see `Heartbeat`). */
+  | ({ t: "hb" } & Heartbeat)
   /** The `onStart` callbacks finished. */
   | { t: "ready" }
   | { t: "log"; record: WireRecord }

@@ -7,6 +7,14 @@
  * @module
  */
 import type { ResolvedOptions } from "./_options.ts";
+import type { Heartbeat } from "./_protocol.ts";
+import type { RestartReason, WorkerMetrics } from "./types.ts";
+
+/** Why a process is replaced: the reason's label, and in words. */
+export interface Replacement {
+  reason: RestartReason;
+  detail: string;
+}
 
 /** The share of `maxAge` a process may draw above it. */
 const AGE_JITTER = 0.1;
@@ -40,8 +48,10 @@ export function drawLimits(
 export class Usage {
   /** Its resident memory in bytes, as its last heartbeat said. */
   rss: number | null = null;
-  /** The requests its servers answered, as its last heartbeat said. */
+  /** The requests its servers took, as its last heartbeat said. */
   requests: number | null = null;
+  /** Its last heartbeat's other figures (see `Heartbeat`). */
+  #last: Heartbeat | null = null;
   readonly limits: RecycleLimits;
   /** Its RSS at the first heartbeat once ready: what a fresh worker takes. */
   #readyRss: number | null = null;
@@ -51,10 +61,35 @@ export class Usage {
   }
 
   /** A heartbeat's figures; `ready`: whether the process is ready. */
-  report(figures: { rss?: number; req?: number }, ready: boolean): void {
+  report(figures: Heartbeat, ready: boolean): void {
     if (figures.rss !== undefined) this.rss = figures.rss;
     if (figures.req !== undefined) this.requests = figures.req;
+    this.#last = figures;
     if (ready) this.#readyRss ??= this.rss;
+  }
+
+  /** CPU time its heartbeats reported so far, in microseconds. */
+  get cpuTime(): number {
+    return this.#last?.cpu ?? 0;
+  }
+
+  /** Requests it has not answered yet, as its last heartbeat said. */
+  get inFlight(): number {
+    return this.#last?.fly ?? 0;
+  }
+
+  /** Its figures for `WorkerInfo.metrics`; null before its first beat. */
+  metrics(): WorkerMetrics | null {
+    const last = this.#last;
+    if (last === null) return null;
+    return Object.freeze({
+      rss: last.rss ?? null,
+      heapUsed: last.heap ?? null,
+      eventLoopLag: last.lag ?? null,
+      cpuTime: last.cpu === undefined ? null : last.cpu / 1000,
+      requests: last.req ?? null,
+      requestsInFlight: last.fly ?? null,
+    });
   }
 
   /**
@@ -70,24 +105,33 @@ export class Usage {
    * recycle at `now`, or null. Memory counts only for a process that
    * started below the limit.
    */
-  due(spawnedAt: number, now: number): string | null {
+  due(spawnedAt: number, now: number): Replacement | null {
     const { requests, rss, limits } = this;
     if (requests !== null && requests >= limits.requests) {
-      return `it served ${requests} requests (limit ${limits.requests})`;
+      return {
+        reason: "max_requests",
+        detail: `it served ${requests} requests (limit ${limits.requests})`,
+      };
     }
     if (
       rss !== null && this.#readyRss !== null && !this.startedOverMemory &&
       rss > limits.memory
     ) {
-      return `its memory (RSS ${mib(rss)}) exceeds maxMemory ${
-        mib(limits.memory)
-      }`;
+      return {
+        reason: "max_memory",
+        detail: `its memory (RSS ${mib(rss)}) exceeds maxMemory ${
+          mib(limits.memory)
+        }`,
+      };
     }
     const age = now - spawnedAt;
     if (age >= limits.age) {
-      return `it is ${Math.round(age)} ms old (limit ${
-        Math.round(limits.age)
-      } ms)`;
+      return {
+        reason: "max_age",
+        detail: `it is ${Math.round(age)} ms old (limit ${
+          Math.round(limits.age)
+        } ms)`,
+      };
     }
     return null;
   }

@@ -9,7 +9,7 @@
  * @module
  */
 import type { ChildHandle } from "./_child.ts";
-import { mib } from "./_recycle.ts";
+import { mib, type Replacement } from "./_recycle.ts";
 import type { Slot } from "./_slot.ts";
 import { plural } from "./_text.ts";
 import type { Clock } from "./runtime/mod.ts";
@@ -35,7 +35,13 @@ export interface RollingHost {
   abandon(child: ChildHandle): void;
   /** Whether `slot` is still in the pool. */
   has(slot: Slot): boolean;
+  /** A reload began (systemd hears of it). */
+  reloadBegan(): void;
+  /** A reload ended: failed with `failure`, or not (null). */
+  reloadEnded(failure: string | null): void;
 }
+
+const RELOAD: Replacement = { reason: "reload", detail: "reload" };
 
 /** One full reload: every id of the pool when it began. */
 class Reload {
@@ -55,8 +61,8 @@ class Reload {
 /** The replacement of one id. */
 interface Job {
   slot: Slot;
-  /** Why: "reload", or why it is recycled. */
-  reason: string;
+  /** Why: a reload, or why it is recycled. */
+  why: Replacement;
   reload: Reload | null;
   /** The replacement, once spawned. */
   child: ChildHandle | null;
@@ -72,6 +78,7 @@ export class Rolling {
   /** One more full reload, asked for during the current one. */
   #again: PromiseWithResolvers<void> | null = null;
   #generation = 0;
+  #failures = 0;
   #retryAfter = new Map<Slot, number>();
   #slots: () => Iterable<Slot> = () => [];
   #stopped: string | null = null;
@@ -90,6 +97,11 @@ export class Rolling {
   /** Whether a reload runs. */
   get reloading(): boolean {
     return this.#reload !== null;
+  }
+
+  /** How many reloads failed. */
+  get failures(): number {
+    return this.#failures;
   }
 
   /**
@@ -112,15 +124,15 @@ export class Rolling {
     return this.#again.promise;
   }
 
-  /** Replaces the process of `slot` because of `reason`, unless one is due. */
-  recycle(slot: Slot, reason: string): void {
+  /** Replaces the process of `slot` because of `why`, unless one is due. */
+  recycle(slot: Slot, why: Replacement): void {
     if (this.#stopped !== null || slot.next !== null) return;
     if (this.#jobOf(slot) !== undefined) return;
     const retry = this.#retryAfter.get(slot);
     if (retry !== undefined && this.#host.clock.now() < retry) return;
     this.#retryAfter.delete(slot);
-    this.#host.log.info(`recycling ${slot.child}: ${reason}`);
-    this.#queue.push({ slot, reason, reload: null, child: null });
+    this.#host.log.info(`recycling ${slot.child}: ${why.detail}`);
+    this.#queue.push({ slot, why, reload: null, child: null });
     this.#pump();
   }
 
@@ -130,7 +142,8 @@ export class Rolling {
    */
   handOver(slot: Slot): void {
     const child = slot.next!;
-    const old = slot.promote();
+    const job = this.#activeOf(child);
+    const old = slot.promote(job?.why ?? RELOAD);
     slot.policy.booted();
     slot.cancel(this.#host.clock);
     if (old === null) return;
@@ -218,6 +231,7 @@ export class Rolling {
   #begin(): Reload {
     const started = new Reload(++this.#generation, this.#host.clock.now());
     this.#reload = started;
+    this.#host.reloadBegan();
     for (const slot of this.#slots()) {
       // A recycle not begun yet is done by the reload.
       this.#queue = this.#queue.filter((job) =>
@@ -225,7 +239,7 @@ export class Rolling {
       );
       this.#queue.push({
         slot,
-        reason: "reload",
+        why: { ...RELOAD, detail: `reload ${started.generation}` },
         reload: started,
         child: null,
       });
@@ -262,6 +276,8 @@ export class Rolling {
         } replaced, the others keep their processes`,
       );
       this.#reload = null;
+      this.#failures++;
+      this.#host.reloadEnded(failure);
       reload.settled.reject(
         new Error(`Cannot reload: ${failure}`),
       );
@@ -272,6 +288,7 @@ export class Rolling {
         } replaced in ${Math.round(this.#host.clock.now() - reload.began)} ms`,
       );
       this.#reload = null;
+      this.#host.reloadEnded(null);
       reload.settled.resolve();
     } else return;
     const again = this.#again;

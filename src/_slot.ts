@@ -9,9 +9,15 @@
 import type { ChildHandle } from "./_child.ts";
 import { describeExit, plural } from "./_text.ts";
 import { ExitCode } from "./_protocol.ts";
+import type { Replacement } from "./_recycle.ts";
 import type { RestartPolicy } from "./_restart_policy.ts";
 import type { Clock, ExitStatus, Timer } from "./runtime/mod.ts";
-import type { WorkerInfo, WorkerProcessInfo } from "./types.ts";
+import type {
+  RestartInfo,
+  RestartReason,
+  WorkerInfo,
+  WorkerProcessInfo,
+} from "./types.ts";
 
 /**
  * The wait before replacing a worker stopped by a signal from elsewhere: a
@@ -39,7 +45,10 @@ export class Slot {
   next: ChildHandle | null = null;
   /** Its earlier processes, replaced and still draining. */
   readonly retiring = new Set<ChildHandle>();
-  #spawns = 0;
+  #restarts = new Map<RestartReason, number>();
+  #lastRestart: RestartInfo | null = null;
+  /** CPU time (µs) and requests of its processes that exited. */
+  #finished = { cpuTime: 0, requests: 0 };
   #timer: Timer | undefined;
 
   constructor(id: number, policy: RestartPolicy) {
@@ -59,7 +68,6 @@ export class Slot {
 
   /** `child` is its new current process. */
   spawned(child: ChildHandle): void {
-    this.#spawns++;
     this.child = child;
   }
 
@@ -76,16 +84,47 @@ export class Slot {
   }
 
   /**
-   * Its replacement is ready: it becomes the current process. Returns the
-   * process it replaces (now retiring, for the caller to stop), if any.
+   * Its replacement is ready: it becomes the current process, replacing
+   * the old one because of `why`. Returns the process it replaces (now
+   * retiring, for the caller to stop), if any.
    */
-  promote(): ChildHandle | null {
-    this.#spawns++;
+  promote(why: Replacement): ChildHandle | null {
     const old = this.child;
+    if (old !== null) this.#restarted(old, why);
     this.child = this.next;
     this.next = null;
     if (old !== null) this.retiring.add(old);
     return old;
+  }
+
+  /** The process `child` is replaced, because of `why`. */
+  #restarted(child: ChildHandle, why: Replacement): void {
+    this.#restarts.set(why.reason, (this.#restarts.get(why.reason) ?? 0) + 1);
+    this.#lastRestart = Object.freeze({
+      ...why,
+      pid: child.pid,
+      at: Date.now(),
+    });
+  }
+
+  /**
+   * CPU time (milliseconds) and requests of all its processes, those that
+   * exited included, and the requests they have not answered yet.
+   */
+  totals(): WorkerInfo["totals"] {
+    let { cpuTime, requests } = this.#finished;
+    let requestsInFlight = 0;
+    for (const child of [this.child, this.next, ...this.retiring]) {
+      if (child === null) continue;
+      cpuTime += child.usage.cpuTime;
+      requests += child.usage.requests ?? 0;
+      requestsInFlight += child.usage.inFlight;
+    }
+    return Object.freeze({
+      cpuTime: cpuTime / 1000,
+      requests,
+      requestsInFlight,
+    });
   }
 
   /**
@@ -107,6 +146,10 @@ export class Slot {
     const { running, othersServing } = state;
     const uptime = Math.round(now - child.spawnedAt);
     const line = `${child} ${describeExit(status)} after ${uptime} ms`;
+    this.#finished.cpuTime += child.usage.cpuTime;
+    this.#finished.requests += child.usage.requests ?? 0;
+    const bootError = startFailure(child, status);
+    const why = exitReason(child, status, bootError);
     if (this.retiring.delete(child)) {
       return { line: `${line} (replaced)`, level: "info", action: "none" };
     }
@@ -117,7 +160,8 @@ export class Slot {
     if (this.child === child) this.child = null;
     if (!running) return { line, level: "info", action: "none" };
     if (this.next !== null) {
-      this.promote();
+      this.#restarted(child, why);
+      this.promote(why); // nothing else to retire: it exited
       return {
         line: `${line}; its replacement ${this.child} takes over`,
         level: "warn",
@@ -125,6 +169,7 @@ export class Slot {
       };
     }
     if (child.stoppedBy !== null) {
+      this.#restarted(child, why);
       return {
         line:
           `${line}, stopped by a ${child.stoppedBy} from elsewhere; replacing it in ${SIGNALLED_RESTART_DELAY} ms unless the pool stops`,
@@ -133,7 +178,6 @@ export class Slot {
         delay: SIGNALLED_RESTART_DELAY,
       };
     }
-    const bootError = startFailure(child, status);
     if (child.bootFailure?.fatal && !othersServing) {
       return {
         line,
@@ -145,6 +189,7 @@ export class Slot {
     }
     const decision = this.policy.exited(uptime, bootError !== null);
     if (decision.action === "halt" && othersServing) {
+      this.#restarted(child, why);
       const delay = this.policy.maxDelay;
       return {
         line: `${line}; it failed to start ${
@@ -166,6 +211,7 @@ export class Slot {
       };
     }
     const delay = decision.delay;
+    this.#restarted(child, why);
     return {
       line: delay === 0
         ? line
@@ -208,9 +254,13 @@ export class Slot {
         : child.state === "exited"
         ? "stopped"
         : child.state,
-      restarts: Math.max(0, this.#spawns - 1),
+      restarts: [...this.#restarts.values()].reduce((a, b) => a + b, 0),
+      restartsBy: Object.freeze(Object.fromEntries(this.#restarts)),
+      lastRestart: this.#lastRestart,
       uptime: child ? Math.round(now - child.spawnedAt) : 0,
       generation: child?.generation ?? 0,
+      metrics: child?.usage.metrics() ?? null,
+      totals: this.totals(),
       next: this.next === null ? null : processInfo(this.next, now),
       retiring: Object.freeze(
         Array.from(this.retiring, (old) => processInfo(old, now)),
@@ -237,6 +287,26 @@ export function startFailure(
       : `it ${
         describeExit(status)
       } before it connected (its stderr says why: a syntax or import error, say)`);
+}
+
+/** Why `child`, the current process, is replaced after its exit. */
+function exitReason(
+  child: ChildHandle,
+  status: ExitStatus,
+  bootError: string | null,
+): Replacement {
+  const detail = child.killedFor ?? describeExit(status);
+  if (child.killedFor !== null) return { reason: "timeout", detail };
+  if (bootError !== null) return { reason: "boot_error", detail: bootError };
+  if (status.signal !== null || child.stoppedBy !== null) {
+    return {
+      reason: "signal",
+      detail: child.stoppedBy === null
+        ? detail
+        : `${detail} (${child.stoppedBy} from elsewhere)`,
+    };
+  }
+  return { reason: "exit", detail };
 }
 
 function processInfo(child: ChildHandle, now: number): WorkerProcessInfo {

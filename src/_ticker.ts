@@ -37,6 +37,19 @@ export class Ticker {
     this.#timer = undefined;
   }
 
+  /**
+   * Why the ticks stopped coming at `now` (a tick threw, breaking the
+   * chain), or null while they come: one overdue by three intervals (and
+   * a second) counts.
+   */
+  late(now: number): string | null {
+    if (this.#timer === undefined) return null;
+    const overdue = now - this.#due;
+    return overdue > 3 * this.#interval + 1000
+      ? `the master's periodic check is ${Math.round(overdue)} ms overdue`
+      : null;
+  }
+
   #tick(): void {
     const now = this.#clock.now();
     this.#onTick(now, Math.max(0, now - this.#due));

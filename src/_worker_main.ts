@@ -16,7 +16,7 @@ import {
 } from "./_protocol.ts";
 import { BootError, describe } from "./errors.ts";
 import { PortHeldError, setPoolOfWorker } from "./_port_lock.ts";
-import { requestsServed, shutdownServers } from "./serve.ts";
+import { requestCounts, shutdownServers } from "./serve.ts";
 import {
   createLogger,
   formatArg,
@@ -52,16 +52,27 @@ export async function runWorker(
   });
   const log = createLogger("workerpool.worker", forward);
   let beat: Timer | undefined;
+  /** When the next beat's timer is due: how late it fires is the lag. */
+  let due = 0;
   const heartbeat = () => {
-    const requests = requestsServed();
-    client.send(
-      requests === null
-        ? { t: "hb", rss: runtime.rss() }
-        : { t: "hb", rss: runtime.rss(), req: requests },
-    );
+    const lag = Math.max(0, runtime.now() - due);
+    const { rss, heapUsed, cpuTime } = runtime.usage();
+    const requests = requestCounts();
+    client.send({
+      t: "hb",
+      rss,
+      heap: heapUsed,
+      ...(cpuTime !== null && { cpu: Math.round(cpuTime) }),
+      lag: Math.round(lag * 100) / 100,
+      ...(requests && { req: requests.served, fly: requests.inFlight }),
+    });
+    schedule();
+  };
+  const schedule = () => {
+    due = runtime.now() + env.heartbeatInterval;
     beat = runtime.setTimeout(heartbeat, env.heartbeatInterval);
   };
-  beat = runtime.setTimeout(heartbeat, env.heartbeatInterval);
+  schedule();
   let worker: WorkerBase | null = null;
   let code: number = ExitCode.ok;
   /** Said on stderr if the master cannot hear it. */

@@ -89,8 +89,10 @@ export async function serve(
       return drain.draining ? closing(response) : response;
     }
     drain.inFlight++;
+    inFlight++;
     return response.then((value) => {
       drain.inFlight--;
+      inFlight--;
       return drain.draining ? closing(value) : value;
     });
   };
@@ -114,15 +116,18 @@ export async function serve(
 
 /** Requests this process's servers took, all servers together. */
 let served = 0;
+/** Requests of async handlers not answered yet, all servers together. */
+let inFlight = 0;
 /** Servers this process started. */
 let servers = 0;
 
 /**
- * The requests this process's servers took so far, or null when it never
- * started one: what a pool's worker reports in its heartbeat.
+ * The requests this process's servers took so far, and those not answered
+ * yet; null when it never started a server: what a pool's worker reports
+ * in its heartbeat.
  */
-export function requestsServed(): number | null {
-  return servers === 0 ? null : served;
+export function requestCounts(): { served: number; inFlight: number } | null {
+  return servers === 0 ? null : { served, inFlight };
 }
 
 /** How long a stopping server may go on answering with `Connection: close`. */

@@ -19,6 +19,7 @@ import { loadRuntime, type Runtime } from "./runtime/mod.ts";
 import type {
   LifecycleCallback,
   MainOptions,
+  PoolStatus,
   SignalName,
   SupervisorOptions,
   WorkerInfo,
@@ -100,6 +101,28 @@ export class Supervisor {
     return this.#pool?.snapshot() ?? this.#slots.snapshot(0, false);
   }
 
+  /**
+   * The whole pool: its state, ready count, reloads and workers (the admin
+   * endpoint's `/status`).
+   */
+  get status(): PoolStatus {
+    if (this.#pool !== null) return this.#pool.status();
+    const workers = this.#slots.snapshot(0, false);
+    return Object.freeze({
+      pid: 0,
+      runtime: "",
+      state: "idle",
+      uptime: 0,
+      size: workers.length,
+      ready: 0,
+      minReady: this.#options.minReady,
+      generation: 0,
+      reloads: 0,
+      reloadFailures: 0,
+      workers,
+    });
+  }
+
   /** Adds worker `id` (spawned at once when the pool runs). */
   addWorker(id: number): void {
     if (this.#pool?.stopping) {
@@ -178,7 +201,10 @@ export class Supervisor {
     return this.terminate();
   }
 
-  /** The `SIGTERM` path; resolves once every worker has exited. */
+  /**
+   * The `SIGTERM` path (after `shutdownDelay`); resolves once every worker
+   * has exited.
+   */
   terminate(): Promise<void> {
     return this.#stop("SIGTERM");
   }
@@ -189,7 +215,7 @@ export class Supervisor {
   }
 
   #stop(signal: "SIGTERM" | "SIGINT"): Promise<void> {
-    if (this.#pool !== null) return this.#pool.shutdown(signal);
+    if (this.#pool !== null) return this.#pool.stop(signal);
     // Nothing runs yet: main() will run nothing.
     this.#stopBeforeMain ??= signal;
     return Promise.resolve();

@@ -122,6 +122,32 @@ export interface SupervisorOptions {
    * @default {false}
    */
   takeover?: boolean;
+  /**
+   * Serves `/metrics` (Prometheus text), `/healthz`, `/readyz` and
+   * `/status` (JSON) from the master, on this address. Off by default.
+   */
+  admin?: AdminOptions;
+  /**
+   * On SIGTERM (or `terminate()`), how long `/readyz` answers 503 while
+   * the workers go on serving, before they drain: the time a load
+   * balancer (Kubernetes' endpoints) takes to stop sending requests. A
+   * second SIGTERM, or SIGINT, stops at once.
+   * @default {0}
+   */
+  shutdownDelay?: number;
+  /**
+   * How many workers must be ready for `/readyz` to answer 200 (all of
+   * them, when the pool has fewer).
+   * @default {1}
+   */
+  minReady?: number;
+  /**
+   * The default stderr handler's format: `"text"` lines for people, or
+   * `"json"`, one object per line for log collectors (`time`, `level`,
+   * `logger`, `worker`, `pid`, `message`, `args`). Ignored with `logger`.
+   * @default {"text"}
+   */
+  logFormat?: "text" | "json";
 }
 
 /** Options of `Supervisor.main`. */
@@ -151,8 +177,29 @@ export interface WorkerInfo {
    * after it stopped).
    */
   readonly state: "starting" | "ready" | "stopping" | "restarting" | "stopped";
-  /** How many times this id's process was replaced. */
+  /** How many times this id's process was replaced, for any reason. */
   readonly restarts: number;
+  /** The same, by reason: `{ exit: 2, reload: 3 }` (reasons with none left out). */
+  readonly restartsBy: Readonly<Partial<Record<RestartReason, number>>>;
+  /** The last replacement of this id's process, if there was one. */
+  readonly lastRestart: RestartInfo | null;
+  /**
+   * What the current process's last heartbeat said of it; null before its
+   * first heartbeat (or without a process).
+   */
+  readonly metrics: WorkerMetrics | null;
+  /**
+   * All processes of this id together, those that exited included (up to
+   * their last heartbeat): counters that only grow.
+   */
+  readonly totals: {
+    /** CPU time, user and system, in milliseconds. */
+    readonly cpuTime: number;
+    /** Requests taken by their `serve()` servers. */
+    readonly requests: number;
+    /** Requests not answered yet (retiring processes' included). */
+    readonly requestsInFlight: number;
+  };
   /** Milliseconds since the current process was spawned (0 without one). */
   readonly uptime: number;
   /**
@@ -167,6 +214,114 @@ export interface WorkerInfo {
   readonly next: WorkerProcessInfo | null;
   /** Earlier processes of this id, replaced and still draining. */
   readonly retiring: readonly WorkerProcessInfo[];
+}
+
+/**
+ * Why a worker id got a new process: it exited by itself (`exit`), was
+ * killed by a signal or stopped by one from elsewhere (`signal`), missed
+ * its heartbeat or ready deadline (`timeout`), failed to start
+ * (`boot_error`), or was replaced while it ran: by a rolling reload
+ * (`reload`) or recycled for `maxRequests`, `maxMemory` or `maxAge`.
+ */
+export type RestartReason =
+  | "exit"
+  | "signal"
+  | "timeout"
+  | "boot_error"
+  | "reload"
+  | "max_requests"
+  | "max_memory"
+  | "max_age";
+
+/** One replacement of a worker id's process, in `WorkerInfo.lastRestart`. */
+export interface RestartInfo {
+  /** Why, as a label. */
+  readonly reason: RestartReason;
+  /**
+   * Why, in words: `exited with code 1`, `was killed by SIGKILL`, `sent no
+   * heartbeat for 15000 ms`, `it served 1000 requests (limit 1000)`.
+   */
+  readonly detail: string;
+  /** The process that was replaced. */
+  readonly pid: number;
+  /** When, in milliseconds since the epoch. */
+  readonly at: number;
+}
+
+/**
+ * What a worker process's last heartbeat said of it. A field is null when
+ * the worker did not say (an older worker, a runtime without the figure);
+ * the request counts are null when it serves no `serve()` server.
+ */
+export interface WorkerMetrics {
+  /** Resident memory, in bytes. */
+  readonly rss: number | null;
+  /** JavaScript heap in use, in bytes. */
+  readonly heapUsed: number | null;
+  /**
+   * Event-loop lag in milliseconds: how late its heartbeat timer fired,
+   * that is how long something held its event loop before the beat.
+   */
+  readonly eventLoopLag: number | null;
+  /** CPU time, user and system, in milliseconds since it started. */
+  readonly cpuTime: number | null;
+  /** Requests its `serve()` servers took. */
+  readonly requests: number | null;
+  /** Requests its `serve()` servers have not answered yet. */
+  readonly requestsInFlight: number | null;
+}
+
+/**
+ * The whole pool as the master sees it: `Supervisor.status`, and the
+ * admin endpoint's `/status` as JSON.
+ */
+export interface PoolStatus {
+  /** The master's pid. */
+  readonly pid: number;
+  /** The runtime and its version: `deno 2.9.6`, `bun 1.4.5`. */
+  readonly runtime: string;
+  /**
+   * `starting` until every worker was ready once, then `running`
+   * (`reloading` during a rolling reload); `draining` during
+   * `shutdownDelay` after a stop was asked for, `stopping` while the
+   * workers stop, `stopped` after.
+   */
+  readonly state:
+    | "idle"
+    | "starting"
+    | "running"
+    | "reloading"
+    | "draining"
+    | "stopping"
+    | "stopped";
+  /** Milliseconds since the pool started its workers (0 before). */
+  readonly uptime: number;
+  /** How many worker ids the pool has. */
+  readonly size: number;
+  /** How many of them have a ready process. */
+  readonly ready: number;
+  /** How many must be ready for `/readyz` to answer 200. */
+  readonly minReady: number;
+  /** The generation new processes are spawned in (reloads begun). */
+  readonly generation: number;
+  /** Rolling reloads begun. */
+  readonly reloads: number;
+  /** Rolling reloads that failed. */
+  readonly reloadFailures: number;
+  /** One entry per worker id, as in `Supervisor.pool`. */
+  readonly workers: readonly WorkerInfo[];
+}
+
+/** Where the master serves its admin endpoint. */
+export interface AdminOptions {
+  /** The TCP port; 0 picks a free one (its log line says which). */
+  port: number;
+  /**
+   * The address to bind: keep it on the machine, or behind a firewall;
+   * the endpoint has no authentication.
+   * @default {"127.0.0.1"}
+   */
+  hostname?: string;
 }
 
 /**

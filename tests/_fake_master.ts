@@ -17,8 +17,13 @@ export async function until(check: () => boolean): Promise<void> {
   }
 }
 
-export async function setup(options: SupervisorOptions = {}) {
+/** A master on a fake runtime; `env`: the master's environment. */
+export async function setup(
+  options: SupervisorOptions = {},
+  env: Record<string, string> = {},
+) {
   const runtime = new FakeRuntime();
+  for (const [name, value] of Object.entries(env)) runtime.env.set(name, value);
   useRuntime(runtime);
   const records: PoolLogRecord[] = [];
   const supervisor = new Supervisor(Idle, {

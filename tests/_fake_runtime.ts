@@ -7,6 +7,8 @@ import type {
   Connection,
   ExitStatus,
   MainThread,
+  NotifySocket,
+  ProcessUsage,
   Runtime,
   SignalName,
   SpawnOptions,
@@ -223,8 +225,8 @@ export class FakeRuntime implements Runtime {
   fileLimit(): Promise<number | null> {
     return Promise.resolve(this.limit);
   }
-  rss(): number {
-    return 30 * 1024 * 1024;
+  usage(): ProcessUsage {
+    return { rss: 30 * 1024 * 1024, heapUsed: 5 * 1024 * 1024, cpuTime: 1000 };
   }
   onSignal(signal: SignalName, listener: () => void) {
     const set = this.#listeners.get(signal) ?? new Set();
@@ -307,6 +309,24 @@ export class FakeRuntime implements Runtime {
   }
   serve(): never {
     throw new Error("The fake runtime has no HTTP");
+  }
+  /** The datagrams sent to notify sockets, in order. */
+  readonly notifications: { path: string; message: string }[] = [];
+  /** When set, openNotifySocket() rejects with it. */
+  notifyRefusal: Error | null = null;
+  openNotifySocket(path: string): Promise<NotifySocket> {
+    if (this.notifyRefusal !== null) return Promise.reject(this.notifyRefusal);
+    let open = true;
+    return Promise.resolve({
+      send: (message: string) => {
+        if (!open) return "the socket is closed";
+        this.notifications.push({ path, message });
+        return null;
+      },
+      // The fake clock, as CLOCK_MONOTONIC would read it.
+      monotonicUsec: () => BigInt(Math.round(this.#now * 1000)),
+      close: () => void (open = false),
+    });
   }
   /** The children alive now. */
   alive(): FakeChild[] {

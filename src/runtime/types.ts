@@ -189,13 +189,26 @@ export interface Processes extends Clock {
   mainThread(pid: number): MainThread | null;
   /** This process's open-file limit (soft), or null where it is unknown. */
   fileLimit(): Promise<number | null>;
-  /** This process's resident memory, in bytes. */
-  rss(): number;
+  /** What this process uses of the machine: memory, CPU time. */
+  usage(): ProcessUsage;
   /** Adds a signal listener; returns the function that removes it. */
   onSignal(signal: SignalName, listener: () => void): () => void;
   exit(code: number): never;
   /** Keeps a timer from holding the process open. */
   unrefTimer(timer: ReturnType<typeof setTimeout>): void;
+}
+
+/** What a process uses of the machine, from {@linkcode Processes.usage}. */
+export interface ProcessUsage {
+  /** Resident memory, in bytes. */
+  rss: number;
+  /** The JavaScript heap in use, in bytes. */
+  heapUsed: number;
+  /**
+   * CPU time, user and system, in microseconds since it started; null
+   * where the runtime does not say.
+   */
+  cpuTime: number | null;
 }
 
 /** What a process's main thread is doing (Linux /proc). */
@@ -230,8 +243,32 @@ export interface Http {
   ): Promise<HttpServerHandle>;
 }
 
+/** A datagram socket connected to systemd's notify socket (see sd_notify(3)). */
+export interface NotifySocket {
+  /** Sends one datagram, never blocking (MSG_DONTWAIT); null when sent, else the reason (errno name/text). */
+  send(message: string): string | null;
+  /** CLOCK_MONOTONIC now, in microseconds (for `MONOTONIC_USEC=`). */
+  monotonicUsec(): bigint;
+  /** Closes the socket; idempotent. */
+  close(): void;
+}
+
+/**
+ * Talking to the service manager (the adapters' notify.ts, through libc by
+ * FFI: neither runtime has a Unix datagram API usable without an unstable
+ * flag). Loaded on first use only: most processes never notify.
+ */
+export interface ServiceManager {
+  /**
+   * Opens a datagram socket to `path` ($NOTIFY_SOCKET: a filesystem path, or an abstract name starting with "@").
+   * Rejects with an Error saying why (no FFI permission: name the Deno flag --allow-ffi; no libc found; socket() failed).
+   */
+  openNotifySocket(path: string): Promise<NotifySocket>;
+}
+
 /** Everything workerpool needs from the JavaScript runtime. */
-export interface Runtime extends Processes, FileSystem, Sockets, Http {
+export interface Runtime
+  extends Processes, FileSystem, Sockets, Http, ServiceManager {
   readonly name: "deno" | "bun";
   readonly version: string;
   readonly pid: number;

@@ -538,3 +538,73 @@ describe("the master (fake runtime)", () => {
     assert.equal(runtime.env.size, 0, "WORKERPOOL_* variables are removed");
   });
 });
+
+describe("systemd's watchdog (fake runtime)", () => {
+  test("is fed while the master supervises, not while a killed worker lingers", async () => {
+    const { runtime, exit, logged } = await setup(
+      { workers: 2, workerTimeout: 1000 },
+      { NOTIFY_SOCKET: "/run/systemd/notify", WATCHDOG_USEC: "1000000" },
+    );
+    const ends = await bootAll(runtime);
+    const pings = () =>
+      runtime.notifications.filter((n) => n.message === "WATCHDOG=1").length;
+    /** Lets `ms` pass while the workers in `ends` beat. */
+    const beating = async (ms: number) => {
+      for (let t = 0; t < ms; t += 100) {
+        for (const end of ends) end.send({ t: "hb" });
+        await runtime.advance(100);
+      }
+    };
+    await beating(1100);
+    assert.equal(pings(), 2); // every 500 ms
+    assert.equal(runtime.getEnv("NOTIFY_SOCKET"), undefined);
+    assert.deepEqual(
+      runtime.notifications.slice(0, 3).map((n) => n.message),
+      [
+        "STATUS=starting: 0 of 2 workers ready",
+        "STATUS=starting: 1 of 2 workers ready",
+        "READY=1\nSTATUS=2 of 2 workers ready",
+      ],
+    );
+    // Worker 0 goes silent and survives its SIGKILL (stuck in the kernel).
+    const stuck = runtime.child(0);
+    stuck.diesOf = new Set();
+    ends.shift();
+    await beating(1500);
+    assert.deepEqual(stuck.signals, ["SIGKILL"]);
+    const fed = pings();
+    await beating(2000);
+    assert.equal(pings(), fed, "fed while a killed worker lingers");
+    assert.equal(logged(/^not feeding systemd's watchdog/).length, 1);
+    assert.match(
+      logged(/^not feeding/)[0]!.msg,
+      /worker 0 \(pid \d+\) sent no heartbeat .* and is still alive/,
+    );
+    stuck.exit(137, "SIGKILL");
+    await beating(600);
+    assert.ok(pings() > fed, "fed again once it is gone");
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+    assert.equal(
+      runtime.notifications.at(-1)?.message,
+      "STOPPING=1\nSTATUS=stopping",
+    );
+  });
+
+  test("a notify socket that cannot be opened fails the start, naming why", async () => {
+    const runtime = new FakeRuntime();
+    runtime.env.set("NOTIFY_SOCKET", "/run/systemd/notify");
+    runtime.notifyRefusal = new Error("the master needs --allow-ffi");
+    useRuntime(runtime);
+    const records: PoolLogRecord[] = [];
+    const code = await new Supervisor(Idle, {
+      logger: { handle: (r) => void records.push(r) },
+    }).main().catch((error: FakeExit) => error.code);
+    assert.equal(code, 1);
+    assert.equal(runtime.children.length, 0);
+    assert.match(
+      records.map((r) => r.msg).join("\n"),
+      /Cannot run the pool: NOTIFY_SOCKET is set \(\/run\/systemd\/notify\), but systemd cannot be notified: the master needs --allow-ffi/,
+    );
+  });
+});

@@ -180,6 +180,43 @@ describe("new Supervisor()", () => {
     );
   });
 
+  test("rejects bad admin, shutdownDelay, minReady and logFormat, naming the value", () => {
+    const cases: [object, string, RegExp][] = [
+      [{ admin: 9100 }, "TypeError", /admin must be an object .* got 9100/],
+      [
+        { admin: {} },
+        "RangeError",
+        /admin\.port must be an integer .*undefined/,
+      ],
+      [{ admin: { port: 70000 } }, "RangeError", /admin\.port .* got 70000/],
+      [{ admin: { port: 1, hostname: "" } }, "TypeError", /admin\.hostname/],
+      [
+        { admin: { port: 1, host: "x" } },
+        "TypeError",
+        /admin: unknown option "host" \(known: port, hostname\)/,
+      ],
+      [{ shutdownDelay: -1 }, "RangeError", /shutdownDelay .* got -1/],
+      [{ minReady: 0 }, "RangeError", /minReady must be an integer .* got 0/],
+      [
+        { logFormat: "xml" },
+        "RangeError",
+        /logFormat must be "text" or "json", got "xml"/,
+      ],
+    ];
+    for (const [options, name, message] of cases) {
+      assert.throws(() => new Supervisor(Idle, options), { name, message });
+    }
+    const status = new Supervisor(Idle, {
+      admin: { port: 0 },
+      shutdownDelay: 5000,
+      minReady: 3,
+      logFormat: "json",
+    }).status;
+    assert.equal(status.state, "idle");
+    assert.equal(status.minReady, 3);
+    assert.equal(status.size, 2);
+  });
+
   test("addWorker and removeWorker before main() edit the ids", async () => {
     const supervisor = new Supervisor(Idle, { workers: 1 });
     supervisor.addWorker(5);

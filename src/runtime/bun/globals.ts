@@ -46,7 +46,8 @@ export interface NodeProcess {
   on(signal: string, listener: () => void): void;
   off(signal: string, listener: () => void): void;
   exit(code: number): never;
-  memoryUsage: { rss(): number };
+  memoryUsage(): { rss: number; heapUsed: number };
+  cpuUsage(): { user: number; system: number };
 }
 
 // The few parts of Bun's surface used here, declared structurally so that

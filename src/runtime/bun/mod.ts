@@ -1,7 +1,7 @@
 /**
- * The Bun adapter: `Bun.spawn`, `process.on`, `Bun.listen`, `Bun.serve`.
- * The same file names as the Deno adapter's, so the two can be read side by
- * side.
+ * The Bun adapter: `Bun.spawn`, `process.on`, `Bun.listen`, `Bun.serve`,
+ * `bun:ffi` (libc, for systemd's notify socket). The same file names as the
+ * Deno adapter's, so the two can be read side by side.
  *
  * @module
  */
@@ -25,5 +25,8 @@ export function bunRuntime(): Runtime {
     ...files,
     ...sockets,
     ...http,
+    // The FFI binding loads on first use: most processes never notify.
+    openNotifySocket: async (path) =>
+      (await import("./notify.ts")).openNotifySocket(path),
   };
 }

@@ -61,7 +61,11 @@ export const processes: Processes = {
       return null; // not Linux: unknown
     }
   },
-  rss: () => node().memoryUsage.rss(),
+  usage() {
+    const { rss, heapUsed } = node().memoryUsage();
+    const { user, system } = node().cpuUsage();
+    return { rss, heapUsed, cpuTime: user + system };
+  },
   onSignal(signal, listener) {
     node().on(signal, listener);
     return () => void node().off(signal, listener);

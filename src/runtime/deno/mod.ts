@@ -1,7 +1,7 @@
 /**
  * The Deno adapter: `Deno.Command`, `Deno.addSignalListener`, `Deno.listen`,
- * `Deno.serve`. The same file names as the Bun adapter's, so the two can be
- * read side by side.
+ * `Deno.serve`, `Deno.dlopen` (libc, for systemd's notify socket). The same
+ * file names as the Bun adapter's, so the two can be read side by side.
  *
  * @module
  */
@@ -26,5 +26,8 @@ export function denoRuntime(): Runtime {
     ...files,
     ...sockets,
     ...http,
+    // The FFI binding loads on first use: most processes never notify.
+    openNotifySocket: async (path) =>
+      (await import("./notify.ts")).openNotifySocket(path),
   };
 }
