@@ -219,14 +219,18 @@ export class ControlServer {
 export async function removeStaleControlDirs(
   runtime: Runtime,
   log: Logger,
+  own: string,
 ): Promise<void> {
   const base = runtime.tempDir();
   for (const name of runtime.readDir(base, CONTROL_DIR_PREFIX)) {
     const owner = controlDirOwner(name);
-    if (owner === null || owner === runtime.pid || runtime.exists(owner)) {
-      continue;
-    }
     const dir = `${base}/${name}`;
+    if (owner === null || dir === own) continue;
+    // A live owner is taken at its word, unless its pid is this master's or
+    // 1: in a container that restarted with the same /tmp, a dead master
+    // had the very pid this one has (often 1, as PID 1).
+    const reused = owner === runtime.pid || owner === 1;
+    if (!reused && runtime.exists(owner)) continue;
     if (await answers(runtime, controlSocketPath(dir))) continue; // not stale
     try {
       runtime.remove(dir);

@@ -142,7 +142,7 @@ export async function runMaster(
     pool.start();
     // Housekeeping once the pool is up, not while its workers start.
     pool.allReady.then(
-      () => removeStaleControlDirs(runtime, log),
+      () => removeStaleControlDirs(runtime, log, pool.controlDir),
       () => {}, // stopped first: nothing to clean up for
     ).catch((error) =>
       log.debug(`Cannot look for stale control directories: ${describe(error)}`)

@@ -31,6 +31,9 @@ export class SystemdNotifier implements PoolEvents {
   #failed = false;
   #watchdog: Timer | undefined;
   #unwell: string | null = null;
+  /** Messages systemd's full queue refused, in order, to send again. */
+  #backlog: string[] = [];
+  #retry: Timer | undefined;
 
   private constructor(
     socket: NotifySocket,
@@ -118,7 +121,8 @@ export class SystemdNotifier implements PoolEvents {
   /** Stops the watchdog and closes the socket. */
   close(): void {
     this.#runtime.clearTimeout(this.#watchdog);
-    this.#watchdog = undefined;
+    this.#runtime.clearTimeout(this.#retry);
+    this.#watchdog = this.#retry = undefined;
     this.#socket.close();
   }
 
@@ -146,16 +150,32 @@ export class SystemdNotifier implements PoolEvents {
     return this.#ready || this.#stopping ? text : `starting: ${text}`;
   }
 
-  /** Sends `message`; a `STATUS=` alone only when it changed (`always`). */
+  /**
+   * Sends `message`; a `STATUS=` alone only when it changed (`always`).
+   * When systemd's queue is full (it holds 10 datagrams by default:
+   * `net.unix.max_dgram_qlen`), the message waits and goes again, in
+   * order: a lost `READY=1` would leave systemd waiting until its timeout.
+   * A status or watchdog ping waiting is replaced by a newer one.
+   */
   #send(message: string, always = false): void {
     if (!always) {
       if (message === this.#status) return;
       this.#status = message;
     }
+    if (this.#backlog.length > 0) return this.#queue(message);
+    this.#deliver(message);
+  }
+
+  /** Sends `message`; false when it must wait for room in the queue. */
+  #deliver(message: string): boolean {
     const failure = this.#socket.send(message);
     if (failure === null) {
       this.#failed = false;
-      return;
+      return true;
+    }
+    if (failure.startsWith("EAGAIN")) {
+      this.#queue(message);
+      return false;
     }
     // Said once per spell of failures: systemd may be gone for good.
     if (!this.#failed) {
@@ -164,7 +184,48 @@ export class SystemdNotifier implements PoolEvents {
       );
     }
     this.#failed = true;
+    return true;
   }
+
+  #queue(message: string): void {
+    const backlog = this.#backlog;
+    const last = backlog.at(-1);
+    if (
+      last !== undefined && kind(last) !== null && kind(last) === kind(message)
+    ) {
+      backlog[backlog.length - 1] = message;
+    } else backlog.push(message);
+    if (backlog.length > BACKLOG_MAX) {
+      this.#log.warn(
+        `systemd takes no messages (its queue stays full); dropped: ${
+          firstLine(backlog.shift()!)
+        }`,
+      );
+    }
+    this.#retry ??= this.#runtime.setTimeout(() => {
+      this.#retry = undefined;
+      const pending = this.#backlog;
+      this.#backlog = [];
+      while (pending.length > 0) {
+        if (!this.#deliver(pending.shift()!)) {
+          // It waits again, first: the rest stays behind it.
+          this.#backlog.push(...pending);
+          return;
+        }
+      }
+    }, RETRY_MS);
+  }
+}
+
+/** How long a message refused by a full queue waits before it goes again. */
+const RETRY_MS = 50;
+/** The most messages kept waiting: a stuck systemd must not grow the master. */
+const BACKLOG_MAX = 64;
+
+/** What a newer message of the same kind makes moot, or null. */
+function kind(message: string): "status" | "watchdog" | null {
+  if (message === "WATCHDOG=1") return "watchdog";
+  return message.startsWith("STATUS=") ? "status" : null;
 }
 
 function oneLine(text: string): string {

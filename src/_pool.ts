@@ -48,6 +48,9 @@ import { createLogger } from "./logging.ts";
 import type { ExitStatus, Runtime, SignalName, Timer } from "./runtime/mod.ts";
 import type { Logger, PoolLogRecord, PoolStatus, WorkerInfo } from "./types.ts";
 
+/** How long a lost connection waits for its process's exit status. */
+const LOST_GRACE_MS = 100;
+
 /** How long worker output may stay open after all workers exited. */
 const OUTPUT_DRAIN_MS = 2000;
 
@@ -120,6 +123,12 @@ export class Pool {
   /** Whether the workers were spawned and no stop was asked for. */
   get running(): boolean {
     return this.#state === "running" && this.#drain === undefined;
+  }
+
+  /** The master's control directory (once open). */
+  get controlDir(): string {
+    const socket = this.#run?.launcher.socketPath ?? "";
+    return socket.slice(0, socket.lastIndexOf("/"));
   }
 
   /** Sends the pool's events to `events` (one listener). */
@@ -505,9 +514,14 @@ export class Pool {
   #onLost(child: ChildHandle, cause: string): void {
     if (child.state === "stopping" || child.state === "exited") return;
     const run = this.#run!;
-    run.childLog.error(`${child} ${cause}; stopping it`);
     child.disconnect();
-    void child.stop("SIGTERM");
+    // A killed process's connection ends a moment before its exit status
+    // arrives: its exit then says what happened, better than this would.
+    run.runtime.setTimeout(() => {
+      if (child.state === "stopping" || child.state === "exited") return;
+      run.childLog.error(`${child} ${cause}; stopping it`);
+      void child.stop("SIGTERM");
+    }, LOST_GRACE_MS);
   }
 
   #checkAllReady(): void {

@@ -314,12 +314,17 @@ export class FakeRuntime implements Runtime {
   readonly notifications: { path: string; message: string }[] = [];
   /** When set, openNotifySocket() rejects with it. */
   notifyRefusal: Error | null = null;
+  /** While set, sends fail as on a receiver whose queue is full. */
+  notifyQueueFull = false;
   openNotifySocket(path: string): Promise<NotifySocket> {
     if (this.notifyRefusal !== null) return Promise.reject(this.notifyRefusal);
     let open = true;
     return Promise.resolve({
       send: (message: string) => {
         if (!open) return "the socket is closed";
+        if (this.notifyQueueFull) {
+          return "EAGAIN (the receiver's queue is full)";
+        }
         this.notifications.push({ path, message });
         return null;
       },

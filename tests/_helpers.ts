@@ -41,15 +41,21 @@ export interface Master {
  * the tests, with `env` added and a unique WORKERPOOL_TEST_TAG so its whole
  * process tree can be found later. `detached` gives it a session and process
  * group of its own, as a shell gives a foreground job; `fileLimit` lowers
- * its open-file limit (`ulimit -n`).
+ * its open-file limit (`ulimit -n`); `wrapper` is a command that runs it
+ * (`unshare …`): then `pid` is the wrapper's.
  */
 export function startScript(
   script: string,
   env: Record<string, string> = {},
-  options: { denoFlags?: string[]; detached?: boolean; fileLimit?: number } =
-    {},
+  options: {
+    denoFlags?: string[];
+    detached?: boolean;
+    fileLimit?: number;
+    wrapper?: string[];
+  } = {},
 ): Master {
-  const { denoFlags = ["-A"], detached = false, fileLimit } = options;
+  const { denoFlags = ["-A"], detached = false, fileLimit, wrapper = [] } =
+    options;
   const tag = `t${crypto.randomUUID()}`;
   let argv = detectRuntime() === "deno"
     ? [process.execPath, "run", ...denoFlags, script]
@@ -58,6 +64,7 @@ export function startScript(
     // The shell sets the open-file limit and execs: the pid stays the script's.
     argv = ["sh", "-c", `ulimit -n ${fileLimit} && exec "$@"`, "sh", ...argv];
   }
+  argv = [...wrapper, ...argv];
   const child = runtime.spawn(argv[0], {
     args: argv.slice(1),
     env: { ...env, WORKERPOOL_TEST_TAG: tag },

@@ -508,17 +508,33 @@ describe("the control directory", () => {
     const live = join(tmp, `workerpool-${process.pid}-def`);
     mkdirSync(live);
     const server = createServer().listen(join(live, "control.sock"));
+    // A container's PID 1 master, dead (its /tmp kept over a restart): pid 1
+    // lives on as another process, so only its silent socket tells.
+    const pid1 = join(tmp, "workerpool-1-ghi");
+    mkdirSync(pid1);
+    writeFileSync(join(pid1, "control.sock"), "");
+    // And a PID 1 master that lives (another container sharing /tmp).
+    const pid1Live = join(tmp, "workerpool-1-jkl");
+    mkdirSync(pid1Live);
+    const server1 = createServer().listen(join(pid1Live, "control.sock"));
     const master = startScript(pool, { FIXTURE_WORKERS: "1", TMPDIR: tmp });
     try {
       await waitFor(
-        "the stale directory's removal in the log",
-        () => /left behind by master pid 4194305/.test(master.output()),
+        "the stale directories' removal in the log",
+        () =>
+          /left behind by master pid 4194305/.test(master.output()) &&
+          /workerpool-1-ghi, left behind by master pid 1\b/.test(
+            master.output(),
+          ),
       );
       assert.equal(existsSync(stale), false);
+      assert.equal(existsSync(pid1), false);
       assert.ok(existsSync(live));
+      assert.ok(existsSync(pid1Live));
       await stopAndCheck(master);
     } finally {
       server.close();
+      server1.close();
       await cleanup(master);
     }
   });

@@ -369,7 +369,7 @@ describe("the master (fake runtime)", () => {
     ends[0].raw("x".repeat(1 << 20) + "\n");
     ends[1].raw("not json\n");
     ends[2].send({ t: "hb" });
-    await settle();
+    await runtime.advance(100); // the grace for an exit status to arrive
     assert.deepEqual(zero.signals, ["SIGTERM"]);
     assert.deepEqual(one.signals, ["SIGTERM"]);
     assert.deepEqual(two.signals, []);
@@ -386,19 +386,27 @@ describe("the master (fake runtime)", () => {
   });
 
   test("a connection closed without goodbye stops the worker; after goodbye it does not", async () => {
-    const { runtime, exit, logged } = await setup({ workers: 2 });
+    const { runtime, exit, logged } = await setup({ workers: 3 });
     const ends = await bootAll(runtime);
     ends[0].connection.close();
     ends[1].send({ t: "bye", code: 0 });
+    // A killed process: its connection ends just before its exit arrives.
+    ends[2].connection.close();
     await settle();
+    runtime.children[2].exit(137, "SIGKILL");
+    await runtime.advance(100);
     // The goodbye is answered by closing: every frame before it was read.
     assert.equal(ends[1].closed, true);
     assert.deepEqual(runtime.children[0].signals, ["SIGTERM"]);
     assert.deepEqual(runtime.children[1].signals, []);
-    assert.equal(
-      logged(/closed its control connection; stopping it/).length,
-      1,
+    assert.deepEqual(runtime.children[2].signals, []);
+    assert.deepEqual(
+      logged(/closed its control connection; stopping it/).map((r) =>
+        r.msg.split(" ").slice(0, 2).join(" ")
+      ),
+      ["worker 0"],
     );
+    assert.equal(logged(/^worker 2 .* was killed by SIGKILL/).length, 1);
     runtime.raise("SIGTERM");
     assert.equal(await exit, 0);
   });
@@ -606,5 +614,31 @@ describe("systemd's watchdog (fake runtime)", () => {
       records.map((r) => r.msg).join("\n"),
       /Cannot run the pool: NOTIFY_SOCKET is set \(\/run\/systemd\/notify\), but systemd cannot be notified: the master needs --allow-ffi/,
     );
+  });
+
+  test("a message refused by systemd's full queue goes again, in order; a newer status replaces a waiting one", async () => {
+    const { runtime, exit, logged } = await setup(
+      { workers: 3 },
+      { NOTIFY_SOCKET: "/run/systemd/notify" },
+    );
+    const sent = () => runtime.notifications.map((n) => n.message);
+    const boot = async (id: number) =>
+      (await runtime.child(id).hello()).send({ t: "ready" });
+    runtime.notifyQueueFull = true;
+    await boot(0);
+    await boot(1);
+    await runtime.advance(200);
+    assert.deepEqual(sent(), ["STATUS=starting: 0 of 3 workers ready"]);
+    await boot(2); // READY=1 waits behind the status
+    runtime.notifyQueueFull = false;
+    await runtime.advance(50);
+    assert.deepEqual(sent(), [
+      "STATUS=starting: 0 of 3 workers ready",
+      "STATUS=starting: 2 of 3 workers ready", // replaced "1 of 3"
+      "READY=1\nSTATUS=3 of 3 workers ready",
+    ]);
+    assert.deepEqual(logged(/Cannot notify systemd/), []);
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
   });
 });
