@@ -9,29 +9,33 @@
 import { renderMetrics } from "./_metrics.ts";
 import type { Pool } from "./_pool.ts";
 import { describe } from "./errors.ts";
-import type { Runtime } from "./runtime/mod.ts";
+import type { Runtime, Timer } from "./runtime/mod.ts";
 import type { Logger } from "./types.ts";
 
 /** A running admin endpoint. */
 export interface AdminServer {
-  /** `http://host:port`, the port bound (for port 0, the one picked). */
-  readonly url: string;
   /** Stops it; in-flight requests are answered first. */
   close(): Promise<void>;
 }
+
+/** How often a taking-over master tries the admin port again. */
+const RETRY_MS = 250;
 
 const TEXT = "text/plain; charset=utf-8";
 const PATHS = ["/metrics", "/healthz", "/readyz", "/status"];
 
 /**
  * Serves the endpoint of `pool` on `address`; throws, before any worker is
- * spawned, when it cannot listen there.
+ * spawned, when it cannot listen there. With `takeover`, a busy port is
+ * the pool taken over's, probably: it is tried again until that pool's
+ * master exits.
  */
 export async function serveAdmin(
   runtime: Runtime,
   address: { port: number; hostname: string },
   pool: Pool,
   log: Logger,
+  takeover: boolean,
 ): Promise<AdminServer> {
   // When the master process started: what process_start_time_seconds says.
   const startTime = Math.round(Date.now() - runtime.now()) / 1000;
@@ -46,7 +50,12 @@ export async function serveAdmin(
       case "/metrics":
         return reply(
           200,
-          renderMetrics(pool.status(), runtime.usage(), startTime),
+          renderMetrics(
+            pool.status(),
+            runtime.usage(),
+            startTime,
+            pool.notReady() === null,
+          ),
           { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
         );
       case "/healthz": {
@@ -82,23 +91,59 @@ export async function serveAdmin(
       return reply(500, "internal error\n");
     }
   };
-  let server;
+  const where = `${address.hostname}:${address.port}`;
+  const listen = async () => {
+    const server = await runtime.serve(
+      { ...address, reusePort: false },
+      guarded,
+    );
+    const host = server.hostname.includes(":")
+      ? `[${server.hostname}]`
+      : server.hostname;
+    log.info(
+      `admin endpoint on http://${host}:${server.port} (${PATHS.join(" ")})`,
+    );
+    return server;
+  };
   try {
-    server = await runtime.serve({ ...address, reusePort: false }, guarded);
+    const server = await listen();
+    return { close: () => server.shutdown() };
   } catch (error) {
-    throw new Error(
-      `Cannot serve the admin endpoint on ${address.hostname}:${address.port}: ${
+    if (!takeover) {
+      throw new Error(
+        `Cannot serve the admin endpoint on ${where}: ${describe(error)}`,
+        { cause: error },
+      );
+    }
+    log.info(
+      `the admin endpoint's ${where} is busy (${
         describe(error)
-      }`,
-      { cause: error },
+      }): the pool taken over holds it, probably; trying again every ${RETRY_MS} ms`,
     );
   }
-  const host = server.hostname.includes(":")
-    ? `[${server.hostname}]`
-    : server.hostname;
-  const url = `http://${host}:${server.port}`;
-  log.info(`admin endpoint on ${url} (${PATHS.join(" ")})`);
-  return { url, close: () => server.shutdown() };
+  // Taking over: again and again, until the old master let go of the port.
+  let closed = false;
+  let timer: Timer | undefined;
+  let server: Awaited<ReturnType<typeof listen>> | null = null;
+  const retry = () => {
+    timer = runtime.setTimeout(async () => {
+      try {
+        const bound = await listen();
+        if (closed) await bound.shutdown();
+        else server = bound;
+      } catch {
+        if (!closed) retry();
+      }
+    }, RETRY_MS);
+  };
+  retry();
+  return {
+    close: async () => {
+      closed = true;
+      runtime.clearTimeout(timer);
+      await server?.shutdown();
+    },
+  };
 }
 
 function reply(

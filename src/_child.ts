@@ -141,6 +141,11 @@ export class ChildHandle {
     return true;
   }
 
+  /** When it last sent a frame (or was spawned), on the clock. */
+  get lastSeen(): number {
+    return this.#deadlines.lastSeen;
+  }
+
   /** Any frame from it: its event loop runs. */
   seen(): void {
     this.#deadlines.seen(this.#clock.now());

@@ -36,6 +36,11 @@ export class Deadlines {
     this.#readyBy = spawnedAt + limits.readyTimeout;
   }
 
+  /** When it last showed a sign of life (or was spawned). */
+  get lastSeen(): number {
+    return this.#lastSeen;
+  }
+
   /** A frame arrived at `now`: the heartbeat deadline starts again. */
   seen(now: number): void {
     this.#lastSeen = now;

@@ -127,7 +127,13 @@ export async function runMaster(
     }
     if (options.admin !== null) {
       const { serveAdmin } = await import("./_admin.ts");
-      admin = await serveAdmin(runtime, options.admin, pool, log);
+      admin = await serveAdmin(
+        runtime,
+        options.admin,
+        pool,
+        log,
+        options.takeover,
+      );
     }
     if (parts.pidfile !== undefined) {
       pidfile = await acquirePidfile(runtime, parts, log);

@@ -39,6 +39,7 @@ export function renderMetrics(
   status: PoolStatus,
   master: ProcessUsage,
   startTime: number,
+  ready: boolean,
 ): string {
   const workers = status.workers;
   const perWorker = (
@@ -56,6 +57,24 @@ export function renderMetrics(
     }),
   });
   const families: Family[] = [
+    {
+      name: "workerpool_info",
+      type: "gauge",
+      help: "The runtime the pool runs on, as labels; always 1.",
+      samples: [[
+        `runtime="${label(status.runtime.split(" ")[0] ?? "")}",version="${
+          label(status.runtime.split(" ")[1] ?? "")
+        }"`,
+        1,
+      ]],
+    },
+    {
+      name: "workerpool_ready",
+      type: "gauge",
+      help:
+        "1 when /readyz answers 200: minReady workers ready and no stop under way.",
+      samples: [["", ready ? 1 : 0]],
+    },
     {
       name: "workerpool_workers",
       type: "gauge",
@@ -82,6 +101,28 @@ export function renderMetrics(
       type: "counter",
       help: "Rolling reloads that failed (the old processes kept serving).",
       samples: [["", status.reloadFailures]],
+    },
+    {
+      name: "workerpool_requests_total",
+      type: "counter",
+      help:
+        "Requests taken by serve() in all worker processes, removed ids included.",
+      samples: [["", status.totals.requests]],
+    },
+    {
+      name: "workerpool_cpu_seconds_total",
+      type: "counter",
+      help: "CPU time of all worker processes, removed ids included.",
+      samples: [["", seconds(status.totals.cpuTime)!]],
+    },
+    {
+      name: "workerpool_restarts_total",
+      type: "counter",
+      help: "Worker processes replaced, by reason, removed ids included.",
+      samples: REASONS.map((reason) => [
+        `reason="${reason}"`,
+        status.totals.restartsBy[reason] ?? 0,
+      ]),
     },
     perWorker(
       "workerpool_worker_up",
@@ -131,6 +172,12 @@ export function renderMetrics(
       "Age of the worker id's current process.",
       (worker) => worker.pid === null ? null : seconds(worker.uptime),
     ),
+    perWorker(
+      "workerpool_worker_heartbeat_age_seconds",
+      "gauge",
+      "Time since the current process last showed a sign of life (killed past workerTimeout).",
+      (worker) => seconds(worker.heartbeatAge),
+    ),
     {
       name: "workerpool_worker_restarts_total",
       type: "counter",
@@ -146,7 +193,9 @@ export function renderMetrics(
       name: "process_cpu_seconds_total",
       type: "counter",
       help: "CPU time, user and system, of the master process.",
-      samples: master.cpuTime === null ? [] : [["", master.cpuTime / 1e6]],
+      samples: master.cpuTime === null
+        ? []
+        : [["", round(master.cpuTime / 1e6)]],
     },
     {
       name: "process_resident_memory_bytes",
@@ -179,5 +228,15 @@ function id(worker: WorkerInfo): string {
 }
 
 function seconds(ms: number | null | undefined): number | null {
-  return ms === null || ms === undefined ? null : ms / 1000;
+  return ms === null || ms === undefined ? null : round(ms / 1000);
+}
+
+/** Microsecond precision: no float noise (`0.16220099999999998`). */
+function round(value: number): number {
+  return Math.round(value * 1e6) / 1e6;
+}
+
+/** A label value, escaped as the text format wants. */
+function label(value: string): string {
+  return value.replace(/[\\"\n]/g, (c) => c === "\n" ? "\\n" : `\\${c}`);
 }

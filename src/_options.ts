@@ -327,10 +327,12 @@ function admin(value: unknown): ResolvedOptions["admin"] {
     port?: unknown;
     hostname?: unknown;
   };
-  if (
-    typeof port !== "number" || !Number.isInteger(port) || port < 0 ||
-    port > 65535
-  ) {
+  if (typeof port !== "number") {
+    throw new TypeError(
+      `${ACTION}: admin.port must be a number, got ${describeValue(port)}`,
+    );
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(
       `${ACTION}: admin.port must be an integer from 0 to 65535, got ${
         describeValue(port)

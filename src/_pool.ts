@@ -102,6 +102,8 @@ export class Pool {
   /** Set while a stop waits out `shutdownDelay`. */
   #drain: Timer | undefined;
   #startedAt: number | null = null;
+  /** What the ids removed by scaling down did, once their processes exited. */
+  #gone = emptyTotals();
 
   /** A pool of `slots`, the ids the `Supervisor` has held so far. */
   constructor(options: ResolvedOptions, slots: Slots) {
@@ -157,10 +159,11 @@ export class Pool {
         : Math.round(run.runtime.now() - this.#startedAt),
       size: workers.length,
       ready: this.readyCount(),
-      minReady: this.#options.minReady,
+      minReady: Math.min(this.#options.minReady, workers.length),
       generation: run?.rolling.generation ?? 0,
       reloads: run?.rolling.generation ?? 0,
       reloadFailures: run?.rolling.failures ?? 0,
+      totals: addTotals(this.#gone, workers),
       workers,
     });
   }
@@ -392,6 +395,8 @@ export class Pool {
     this.#events.changed();
     const processes = [slot.child, slot.next, ...slot.retiring];
     await Promise.all(processes.map((child) => child?.stop(signal)));
+    // Its counters live on in the pool's totals.
+    this.#gone = addTotals(this.#gone, [slot.info(0, false)]);
   }
 
   /**
@@ -576,4 +581,36 @@ export class Pool {
       this.#stopped.resolve();
     });
   }
+}
+
+type Totals = PoolStatus["totals"];
+
+/** Totals of nothing yet. */
+function emptyTotals(): Totals {
+  return Object.freeze({
+    cpuTime: 0,
+    requests: 0,
+    restarts: 0,
+    restartsBy: {},
+  });
+}
+
+/** `base` plus what `workers` did. */
+function addTotals(base: Totals, workers: readonly WorkerInfo[]): Totals {
+  let { cpuTime, requests, restarts } = base;
+  const restartsBy: Record<string, number> = { ...base.restartsBy };
+  for (const worker of workers) {
+    cpuTime += worker.totals.cpuTime;
+    requests += worker.totals.requests;
+    restarts += worker.restarts;
+    for (const [reason, count] of Object.entries(worker.restartsBy)) {
+      restartsBy[reason] = (restartsBy[reason] ?? 0) + count!;
+    }
+  }
+  return Object.freeze({
+    cpuTime,
+    requests,
+    restarts,
+    restartsBy: Object.freeze(restartsBy),
+  });
 }

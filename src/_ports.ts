@@ -128,9 +128,22 @@ export class PortLocks {
     });
   }
 
-  /** Runs `step` after the steps before it, unless one found a conflict. */
+  /**
+   * Runs `step` after the steps before it, unless one found a conflict. A
+   * step that fails (a read-only /tmp) costs the lock, not the pool: it
+   * serves on, and says that other pools cannot see it.
+   */
   #then(step: () => Promise<string | null>): Promise<string | null> {
-    this.#readying = this.#readying.then((conflict) => conflict ?? step());
+    this.#readying = this.#readying.then((conflict) =>
+      conflict ?? step().catch((error) => {
+        this.#log.error(
+          `Cannot take the port lock in /tmp: ${
+            describe(error)
+          }; the pool serves on, but another pool started on its port would not see it`,
+        );
+        return null;
+      })
+    );
     return this.#readying;
   }
 

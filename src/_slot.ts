@@ -258,6 +258,7 @@ export class Slot {
       restartsBy: Object.freeze(Object.fromEntries(this.#restarts)),
       lastRestart: this.#lastRestart,
       uptime: child ? Math.round(now - child.spawnedAt) : 0,
+      heartbeatAge: child ? Math.round(now - child.lastSeen) : null,
       generation: child?.generation ?? 0,
       metrics: child?.usage.metrics() ?? null,
       totals: this.totals(),

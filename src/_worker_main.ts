@@ -54,8 +54,8 @@ export async function runWorker(
   let beat: Timer | undefined;
   /** When the next beat's timer is due: how late it fires is the lag. */
   let due = 0;
-  const heartbeat = () => {
-    const lag = Math.max(0, runtime.now() - due);
+  const heartbeat = (last = false) => {
+    const lag = last ? 0 : Math.max(0, runtime.now() - due);
     const { rss, heapUsed, cpuTime } = runtime.usage();
     const requests = requestCounts();
     client.send({
@@ -66,11 +66,11 @@ export async function runWorker(
       lag: Math.round(lag * 100) / 100,
       ...(requests && { req: requests.served, fly: requests.inFlight }),
     });
-    schedule();
+    if (!last) schedule();
   };
   const schedule = () => {
     due = runtime.now() + env.heartbeatInterval;
-    beat = runtime.setTimeout(heartbeat, env.heartbeatInterval);
+    beat = runtime.setTimeout(() => heartbeat(), env.heartbeatInterval);
   };
   schedule();
   let worker: WorkerBase | null = null;
@@ -166,6 +166,8 @@ export async function runWorker(
   // A process that exits first leaves its last frames unread behind its
   // exit, which the master may see first.
   saidBye = true;
+  // The last figures: requests served since the last beat count too.
+  heartbeat(true);
   client.send({ t: "bye", code });
   // As long as the master would wait for this process anyway: a slow
   // logger in the master must not cost the last records.

@@ -115,10 +115,11 @@ export class Supervisor {
       uptime: 0,
       size: workers.length,
       ready: 0,
-      minReady: this.#options.minReady,
+      minReady: Math.min(this.#options.minReady, workers.length),
       generation: 0,
       reloads: 0,
       reloadFailures: 0,
+      totals: { cpuTime: 0, requests: 0, restarts: 0, restartsBy: {} },
       workers,
     });
   }

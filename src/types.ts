@@ -203,6 +203,12 @@ export interface WorkerInfo {
   /** Milliseconds since the current process was spawned (0 without one). */
   readonly uptime: number;
   /**
+   * Milliseconds since the current process last showed a sign of life (a
+   * heartbeat, any frame; its spawn before the first); null without one.
+   * It is killed past `workerTimeout`.
+   */
+  readonly heartbeatAge: number | null;
+  /**
    * The reload its current process was spawned in: 0 before the first
    * reload, then 1, 2… (one more for each `reload()` or SIGHUP begun).
    */
@@ -300,7 +306,10 @@ export interface PoolStatus {
   readonly size: number;
   /** How many of them have a ready process. */
   readonly ready: number;
-  /** How many must be ready for `/readyz` to answer 200. */
+  /**
+   * How many must be ready for `/readyz` to answer 200: `minReady`, or the
+   * pool's size when it is smaller.
+   */
   readonly minReady: number;
   /** The generation new processes are spawned in (reloads begun). */
   readonly generation: number;
@@ -308,6 +317,20 @@ export interface PoolStatus {
   readonly reloads: number;
   /** Rolling reloads that failed. */
   readonly reloadFailures: number;
+  /**
+   * All the pool's processes together since it started, those of ids
+   * removed by scaling down included: counters that only grow.
+   */
+  readonly totals: {
+    /** CPU time of the workers, user and system, in milliseconds. */
+    readonly cpuTime: number;
+    /** Requests taken by the workers' `serve()` servers. */
+    readonly requests: number;
+    /** Worker processes replaced, for any reason. */
+    readonly restarts: number;
+    /** The same by reason. */
+    readonly restartsBy: Readonly<Partial<Record<RestartReason, number>>>;
+  };
   /** One entry per worker id, as in `Supervisor.pool`. */
   readonly workers: readonly WorkerInfo[];
 }

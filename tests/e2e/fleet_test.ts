@@ -220,6 +220,103 @@ describe("fleet: heartbeats, /metrics and /status", () => {
   });
 });
 
+describe("fleet: counters that do not go back", () => {
+  test("every request counts, across a reload and a scale-down; the pool's totals keep what removed ids did", async () => {
+    const port = await freePort();
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+      FIXTURE_ADMIN_PORT: "0",
+      // No heartbeat comes during the test: only the last one counts.
+      FIXTURE_WORKERTIMEOUT: "600000",
+    });
+    after(() => cleanup(master));
+    const url = await adminUrl(master);
+    await waitFor(
+      "2 ready workers",
+      async () => (await status(url)).ready === 2,
+    );
+    for (let i = 0; i < 20; i++) await httpGet(port);
+    master.kill("SIGHUP");
+    const reloaded = await waitFor("the reload's end", async () => {
+      const now = await status(url);
+      return now.reloads === 1 && now.state === "running" &&
+        now.workers.every((w) => w.retiring.length === 0) && now;
+    });
+    // The replaced processes said their last figures on their way out.
+    assert.equal(reloaded.totals.requests, 20);
+    assert.equal(
+      reloaded.workers.reduce((n, w) => n + w.totals.requests, 0),
+      20,
+    );
+    assert.deepEqual(reloaded.totals.restartsBy, { reload: 2 });
+    assert.equal(reloaded.minReady, 1);
+
+    master.kill("SIGTTOU");
+    // Once worker 1's process exited, what it did is in the pool's totals.
+    const shrunk = await waitFor(
+      "a pool of 1 keeping worker 1's counts",
+      async () => {
+        const now = await status(url);
+        return now.size === 1 && now.totals.restartsBy.reload === 2 && now;
+      },
+    );
+    assert.equal(shrunk.totals.requests, 20);
+    assert.equal(shrunk.workers.length, 1);
+    const { body } = await get(`${url}/metrics`);
+    assert.equal(sample(body, "workerpool_requests_total"), 20);
+    assert.equal(
+      sample(body, `workerpool_restarts_total{reason="reload"}`),
+      2,
+    );
+    assert.equal(sample(body, "workerpool_ready"), 1);
+    assert.match(
+      body,
+      /^workerpool_info\{runtime="(deno|bun)",version="[\d.]+"\} 1$/m,
+    );
+    assert.ok(
+      sample(body, `workerpool_worker_heartbeat_age_seconds{id="0"}`)! >= 0,
+    );
+    assert.deepEqual(promtool(body), { code: 0, output: "" });
+    await stopAndCheck(master);
+  });
+
+  test("with takeover, the new master takes the admin port once the old one let go of it", async () => {
+    const port = await freePort();
+    const adminPort = await freePort();
+    const env = {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "1",
+      FIXTURE_ADMIN_PORT: String(adminPort),
+    };
+    const old = startScript(pool, env);
+    after(() => cleanup(old));
+    const url = `http://127.0.0.1:${adminPort}`;
+    await waitFor("the old pool ready", async () => {
+      try {
+        return (await status(url)).ready === 1;
+      } catch {
+        return false;
+      }
+    });
+    const next = startScript(pool, { ...env, FIXTURE_TAKEOVER: "1" });
+    after(() => cleanup(next));
+    assert.equal((await old.exited).code, 0, old.output());
+    const taken = await waitFor("the new master's admin endpoint", async () => {
+      try {
+        const now = await status(url);
+        return now.pid === next.pid && now;
+      } catch {
+        return false;
+      }
+    });
+    assert.equal(taken.ready, 1);
+    assert.match(next.output(), /admin endpoint's 127\.0\.0\.1:\d+ is busy/);
+    await getWhenUp(port);
+    await stopAndCheck(next);
+  });
+});
+
 describe("fleet: /healthz, /readyz and shutdownDelay", () => {
   test("/readyz is 503 until minReady workers are ready, and at once on SIGTERM while the workers still serve", async () => {
     const port = await freePort();
