@@ -4,15 +4,23 @@
 // (a signal without a handler is dropped, orphans are reparented to it, its
 // exit kills the whole namespace) must not change how the pool stops, and
 // what the pool cannot do as PID 1 (reap orphans) is pinned down here.
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+} from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import type { SignalName } from "../../src/runtime/mod.ts";
 import {
+  answering,
   cleanup,
   fixture,
+  freePort,
   type Master,
   readEvents,
   runtime,
@@ -275,3 +283,46 @@ function orphanOf(events: string): number {
 function signalMaster(pool: Contained, signal: SignalName): void {
   assert.ok(runtime.kill(pool.master, signal), `${signal} not delivered`);
 }
+
+describe("a container's read-only root", () => {
+  it(
+    "a read-only /tmp costs the port lock, not the pool",
+    { skip },
+    async () => {
+      // Containers with a read-only root: the port locks live in /tmp
+      // whatever TMPDIR says. A mount namespace gets a read-only /tmp.
+      const writable = mkdtempSync("/var/tmp/workerpool-test-");
+      after(() => rmSync(writable, { recursive: true, force: true }));
+      const port = await freePort();
+      const master = startScript(poolScript, {
+        FIXTURE_PORT: String(port),
+        FIXTURE_WORKERS: "2",
+        TMPDIR: writable,
+      }, {
+        wrapper: [
+          "unshare",
+          "--mount",
+          "sh",
+          "-c",
+          'mount -t tmpfs -o ro tmpfs /tmp && exec "$@"',
+          "sh",
+        ],
+      });
+      try {
+        await waitFor(
+          "the lock's failure said",
+          () =>
+            /Cannot take the port lock in \/tmp: .*(Read-only|EROFS)/i.test(
+              master.output(),
+            ),
+        );
+        await answering(port, 2);
+        master.kill("SIGTERM");
+        assert.equal((await master.exited).code, 0, master.output());
+        assert.doesNotMatch(master.output(), /Uncaught|CRITICAL/);
+      } finally {
+        await cleanup(master);
+      }
+    },
+  );
+});
