@@ -12,6 +12,22 @@ export const LIBC_NAMES = [
   "libc.so",
 ] as const;
 
+/**
+ * The first of {@linkcode LIBC_NAMES} that `open` loads; throws, naming why
+ * each failed, when none does.
+ */
+export function openLibc<T>(open: (name: string) => T): T {
+  const failures: string[] = [];
+  for (const name of LIBC_NAMES) {
+    try {
+      return open(name);
+    } catch (error) {
+      failures.push(`${name}: ${(error as Error).message}`);
+    }
+  }
+  throw notifyError(`no libc found (${failures.join("; ")})`);
+}
+
 /** The libc calls a notify socket makes, as each adapter's FFI binds them. */
 export interface NotifyLibc {
   socket(domain: number, type: number, protocol: number): number;

@@ -5,10 +5,10 @@
  * @module
  */
 import {
-  LIBC_NAMES,
   notifyError,
   type NotifyLibc,
   notifySocket,
+  openLibc,
   unixAddress,
 } from "../_notify.ts";
 import type { NotifySocket } from "../types.ts";
@@ -70,25 +70,15 @@ function loadLibc(): NotifyLibc {
   // Required, not imported: bun:ffi means nothing to Deno's tools.
   const ffi = (import.meta as unknown as { require(id: string): BunFfi })
     .require("bun:ffi");
-  const failures: string[] = [];
-  for (const name of LIBC_NAMES) {
-    let library: ReturnType<BunFfi["dlopen"]>;
-    try {
-      library = ffi.dlopen(name, SYMBOLS);
-    } catch (error) {
-      failures.push(`${name}: ${(error as Error).message}`);
-      continue;
-    }
-    const calls = library.symbols;
-    return {
-      socket: calls.socket,
-      sendto: (fd, data, length, flags, address, addressLength) =>
-        Number(calls.sendto(fd, data, length, flags, address, addressLength)),
-      close: calls.close,
-      clockGettime: calls.clock_gettime,
-      errno: () => ffi.read.i32(calls.__errno_location(), 0),
-      release: () => library.close(),
-    };
-  }
-  throw notifyError(`no libc found (${failures.join("; ")})`);
+  const library = openLibc((name) => ffi.dlopen(name, SYMBOLS));
+  const calls = library.symbols;
+  return {
+    socket: calls.socket,
+    sendto: (fd, data, length, flags, address, addressLength) =>
+      Number(calls.sendto(fd, data, length, flags, address, addressLength)),
+    close: calls.close,
+    clockGettime: calls.clock_gettime,
+    errno: () => ffi.read.i32(calls.__errno_location(), 0),
+    release: () => library.close(),
+  };
 }

@@ -6,10 +6,10 @@
  * @module
  */
 import {
-  LIBC_NAMES,
   notifyError,
   type NotifyLibc,
   notifySocket,
+  openLibc,
   unixAddress,
 } from "../_notify.ts";
 import type { NotifySocket } from "../types.ts";
@@ -45,32 +45,22 @@ export function openNotifySocket(path: string): Promise<NotifySocket> {
 }
 
 function loadLibc(): NotifyLibc {
-  const failures: string[] = [];
-  for (const name of LIBC_NAMES) {
-    let library: Deno.DynamicLibrary<typeof SYMBOLS>;
-    try {
-      library = Deno.dlopen(name, SYMBOLS);
-    } catch (error) {
-      failures.push(`${name}: ${(error as Error).message}`);
-      continue;
-    }
-    const calls = library.symbols;
-    return {
-      socket: calls.socket,
-      sendto: (fd, data, length, flags, address, addressLength) =>
-        Number(
-          calls.sendto(fd, data, BigInt(length), flags, address, addressLength),
-        ),
-      close: calls.close,
-      clockGettime: calls.clock_gettime,
-      errno() {
-        const pointer = calls.__errno_location();
-        return pointer === null
-          ? 0
-          : new Deno.UnsafePointerView(pointer).getInt32();
-      },
-      release: () => library.close(),
-    };
-  }
-  throw notifyError(`no libc found (${failures.join("; ")})`);
+  const library = openLibc((name) => Deno.dlopen(name, SYMBOLS));
+  const calls = library.symbols;
+  return {
+    socket: calls.socket,
+    sendto: (fd, data, length, flags, address, addressLength) =>
+      Number(
+        calls.sendto(fd, data, BigInt(length), flags, address, addressLength),
+      ),
+    close: calls.close,
+    clockGettime: calls.clock_gettime,
+    errno() {
+      const pointer = calls.__errno_location();
+      return pointer === null
+        ? 0
+        : new Deno.UnsafePointerView(pointer).getInt32();
+    },
+    release: () => library.close(),
+  };
 }
