@@ -9,7 +9,7 @@
 import { renderMetrics } from "./_metrics.ts";
 import type { Pool } from "./_pool.ts";
 import { describe } from "./errors.ts";
-import type { Runtime, Timer } from "./runtime/mod.ts";
+import type { HttpServerHandle, Runtime, Timer } from "./runtime/mod.ts";
 import type { Logger } from "./types.ts";
 
 /** A running admin endpoint. */
@@ -20,6 +20,8 @@ export interface AdminServer {
 
 /** How often a taking-over master tries the admin port again. */
 const RETRY_MS = 250;
+/** How long an admin endpoint that stopped by itself waits to listen again. */
+const RESTART_MS = 1000;
 
 const TEXT = "text/plain; charset=utf-8";
 const PATHS = ["/metrics", "/healthz", "/readyz", "/status"];
@@ -40,7 +42,8 @@ export async function serveAdmin(
   // When the master process started: what process_start_time_seconds says.
   const startTime = Math.round(Date.now() - runtime.now()) / 1000;
   const answer = (request: Request): Response => {
-    const path = new URL(request.url).pathname;
+    // Relative on Bun for an HTTP/1.0 request without a Host header.
+    const path = new URL(request.url, "http://admin").pathname;
     if (request.method !== "GET" && request.method !== "HEAD") {
       return reply(405, `${request.method} not allowed: use GET\n`, {
         allow: "GET, HEAD",
@@ -92,22 +95,49 @@ export async function serveAdmin(
     }
   };
   const where = `${address.hostname}:${address.port}`;
+  let closed = false;
+  let timer: Timer | undefined;
+  let server: HttpServerHandle | null = null;
+  let said = false;
   const listen = async () => {
-    const server = await runtime.serve(
-      { ...address, reusePort: false },
-      guarded,
-    );
-    const host = server.hostname.includes(":")
-      ? `[${server.hostname}]`
-      : server.hostname;
+    const bound = await runtime.serve({
+      ...address,
+      reusePort: false,
+      onFailure(error) {
+        // Out of file descriptors (a flood of idle connections, on Deno):
+        // the server serves no more, the master goes on; so does this.
+        server = null;
+        log.error(
+          `the admin endpoint stopped: ${
+            describe(error)
+          }; serving it again in ${RESTART_MS} ms`,
+        );
+        retry(RESTART_MS);
+      },
+    }, guarded);
+    if (closed) return void await bound.shutdown();
+    server = bound;
+    said = false;
+    const host = bound.hostname.includes(":")
+      ? `[${bound.hostname}]`
+      : bound.hostname;
     log.info(
-      `admin endpoint on http://${host}:${server.port} (${PATHS.join(" ")})`,
+      `admin endpoint on http://${host}:${bound.port} (${PATHS.join(" ")})`,
     );
-    return server;
+  };
+  const retry = (ms: number) => {
+    if (closed) return;
+    runtime.clearTimeout(timer);
+    timer = runtime.setTimeout(() => {
+      listen().catch((error) => {
+        if (!said) log.debug(`admin endpoint: ${describe(error)}`);
+        said = true;
+        retry(ms);
+      });
+    }, ms);
   };
   try {
-    const server = await listen();
-    return { close: () => server.shutdown() };
+    await listen();
   } catch (error) {
     if (!takeover) {
       throw new Error(
@@ -115,28 +145,14 @@ export async function serveAdmin(
         { cause: error },
       );
     }
+    // Taking over: again and again, until the old master let go of it.
     log.info(
       `the admin endpoint's ${where} is busy (${
         describe(error)
       }): the pool taken over holds it, probably; trying again every ${RETRY_MS} ms`,
     );
+    retry(RETRY_MS);
   }
-  // Taking over: again and again, until the old master let go of the port.
-  let closed = false;
-  let timer: Timer | undefined;
-  let server: Awaited<ReturnType<typeof listen>> | null = null;
-  const retry = () => {
-    timer = runtime.setTimeout(async () => {
-      try {
-        const bound = await listen();
-        if (closed) await bound.shutdown();
-        else server = bound;
-      } catch {
-        if (!closed) retry();
-      }
-    }, RETRY_MS);
-  };
-  retry();
   return {
     close: async () => {
       closed = true;

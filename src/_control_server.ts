@@ -33,8 +33,14 @@ const RESERVED_FILES = 32;
  * at once, and under a flood its hello may wait behind many accepts.
  */
 const YOUNG_MS = 250;
-/** How long a new connection may take to say hello (it does so at once). */
+/**
+ * How long a new connection may take to say hello (it does so at once),
+ * plus {@linkcode HELLO_TIMEOUT_PER_PENDING} for each worker spawned and
+ * not connected yet: hundreds of processes starting at once on a few cores
+ * starve the master as much as the workers.
+ */
 const HELLO_TIMEOUT = 2000;
+const HELLO_TIMEOUT_PER_PENDING = 50;
 
 /** What the server reports to the pool. */
 export interface ControlEvents {
@@ -126,12 +132,24 @@ export class ControlServer {
     this.#runtime.remove(this.dir);
   }
 
+  /** Workers spawned that have not said hello yet. */
+  #pending(): number {
+    let pending = 0;
+    for (const child of this.#tokens.values()) {
+      if (!child.connected && child.state === "starting") pending++;
+    }
+    return pending;
+  }
+
   #accept(connection: Connection): void {
     // Over the cap, the oldest silent connection goes: a flood evicts
     // itself, while a worker, which says hello at once, still gets in. If
-    // all of them are young, the new one goes instead.
+    // all of them are young, the new one goes instead. Workers spawned and
+    // not connected yet have room of their own: each holds a connection
+    // once it is in anyway.
     const now = this.#runtime.now();
-    if (this.#unauthenticated.size >= this.#cap) {
+    const pending = this.#pending();
+    if (this.#unauthenticated.size >= this.#cap + pending) {
       if (this.#evicted++ === 0) {
         this.#log.warn(
           `too many control connections without a hello (${this.#cap}); closing the oldest`,
@@ -157,7 +175,7 @@ export class ControlServer {
       if (!this.#unauthenticated.has(connection)) return;
       this.#log.warn("dropped a control connection: no hello in time");
       connection.close();
-    }, HELLO_TIMEOUT);
+    }, HELLO_TIMEOUT + HELLO_TIMEOUT_PER_PENDING * pending);
     readFrames(connection, (frame) => {
       const message = toWorkerMessage(frame);
       if (child === null) {

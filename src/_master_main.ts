@@ -121,7 +121,7 @@ export async function runMaster(
     // the master's onStart callbacks run.
     await pool.open(runtime, emit, log);
     // Loaded only when asked for: each module costs start-up time.
-    if (runtime.getEnv("NOTIFY_SOCKET")) {
+    if (runtime.getEnv("NOTIFY_SOCKET") !== undefined) {
       const { SystemdNotifier } = await import("./_notify.ts");
       notifier = await SystemdNotifier.open(runtime, pool, log);
     }

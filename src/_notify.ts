@@ -78,6 +78,9 @@ export class SystemdNotifier implements PoolEvents {
     pool.allReady.then(() => notifier.#readyFirst(), () => {});
     const watchdog = Number(usec);
     const forUs = pid === undefined || Number(pid) === runtime.pid;
+    if (!forUs) {
+      log.debug(`WATCHDOG_PID ${pid} is not this master's pid: no watchdog`);
+    }
     if (usec !== undefined && watchdog > 0 && forUs) {
       notifier.#feed(Math.max(1, Math.floor(watchdog / 2000)));
       log.debug(`feeding systemd's watchdog every ${watchdog / 2000} ms`);
@@ -97,18 +100,26 @@ export class SystemdNotifier implements PoolEvents {
 
   reloadBegan(): void {
     if (this.#stopping) return;
+    // Before the first READY=1, systemd waits for that one: no RELOADING.
+    if (!this.#ready) return this.changed();
     const usec = this.#socket.monotonicUsec();
     this.#send(
-      `RELOADING=1\nMONOTONIC_USEC=${usec}\nSTATUS=reloading: ${this.#statusText()}`,
+      `RELOADING=1\nMONOTONIC_USEC=${usec}\nSTATUS=${this.#statusText()}`,
       true,
     );
   }
 
   reloadEnded(failure: string | null): void {
     if (this.#stopping) return;
-    const status = failure === null
-      ? this.#statusText()
-      : `reload failed, the old workers serve: ${oneLine(failure)}`;
+    const failed = `reload failed, the old workers serve: ${
+      oneLine(failure ?? "")
+    }`;
+    if (!this.#ready) {
+      // READY=1 comes once every worker is ready, not before.
+      if (failure !== null) this.#send(`STATUS=starting: ${failed}`, true);
+      return;
+    }
+    const status = failure === null ? this.#statusText() : failed;
     this.#send(`READY=1\nSTATUS=${status}`, true);
   }
 
@@ -133,8 +144,12 @@ export class SystemdNotifier implements PoolEvents {
   }
 
   #feed(interval: number): void {
+    const due = this.#runtime.now() + interval;
     this.#watchdog = this.#runtime.setTimeout(() => {
-      const unwell = this.#pool.unwell();
+      // Late itself: the master stood still (a pause), and its periodic
+      // check, due meanwhile, has not run yet: not held against it.
+      const stalled = this.#runtime.now() - due > interval / 2;
+      const unwell = this.#pool.unwell(stalled);
       if (unwell === null) this.#send("WATCHDOG=1", true);
       else if (this.#unwell === null) {
         this.#log.error(`not feeding systemd's watchdog: ${unwell}`);
@@ -145,8 +160,9 @@ export class SystemdNotifier implements PoolEvents {
   }
 
   #statusText(): string {
-    const { ready, size } = this.#pool.status();
+    const { ready, size, state } = this.#pool.status();
     const text = `${ready} of ${plural(size, "worker")} ready`;
+    if (state === "reloading") return `reloading: ${text}`;
     return this.#ready || this.#stopping ? text : `starting: ${text}`;
   }
 

@@ -41,7 +41,11 @@ import { Rolling } from "./_rolling.ts";
 import { plural } from "./_text.ts";
 import { Ticker } from "./_ticker.ts";
 import type { ResolvedOptions } from "./_options.ts";
-import { ExitCode, type WorkerMessage } from "./_protocol.ts";
+import {
+  ExitCode,
+  heartbeatInterval,
+  type WorkerMessage,
+} from "./_protocol.ts";
 import { type Slot, startFailure } from "./_slot.ts";
 import type { Slots } from "./_slots.ts";
 import { createLogger } from "./logging.ts";
@@ -168,13 +172,20 @@ export class Pool {
     });
   }
 
-  /** How many ids have a ready process (the current one, or its replacement). */
+  /**
+   * How many ids have a ready process (the current one, or its
+   * replacement) that showed a sign of life within three heartbeats: one
+   * whose loop is held (blocked writing to a stalled stdout, a long sync
+   * handler) serves nobody, though it is not overdue yet.
+   */
   readyCount(): number {
+    const now = this.#run?.runtime.now() ?? 0;
+    const silence = 3 * heartbeatInterval(this.#options.workerTimeout);
+    const serving = (child: ChildHandle | null) =>
+      child?.state === "ready" && now - child.lastSeen <= silence;
     let ready = 0;
     for (const slot of this.#slots) {
-      if (slot.child?.state === "ready" || slot.next?.state === "ready") {
-        ready++;
-      }
+      if (serving(slot.child) || serving(slot.next)) ready++;
     }
     return ready;
   }
@@ -199,12 +210,14 @@ export class Pool {
   /**
    * Why the master's supervision is not well (systemd's watchdog is not
    * fed then), or null: its tick stopped coming, or a worker that missed
-   * its deadline is still alive after it was killed.
+   * its deadline is still alive after it was killed. `stalled`: the
+   * caller knows the master's own loop just stood still.
    */
-  unwell(): string | null {
+  unwell(stalled = false): string | null {
     const run = this.#run;
     if (run === null || this.#state !== "running") return null;
-    const late = run.ticker.late(run.runtime.now());
+    // `stalled`: the master itself stood still; its check has yet to run.
+    const late = stalled ? null : run.ticker.late(run.runtime.now());
     if (late !== null) return late;
     for (const child of run.launcher.children) {
       if (child.killedFor !== null && child.state !== "exited") {

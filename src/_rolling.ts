@@ -192,7 +192,9 @@ export class Rolling {
     const job = this.#activeOf(child);
     if (job === undefined) return;
     this.#active.delete(job);
-    const why = `${child} ${cause ?? "exited"}`;
+    const why = cause === null
+      ? `${child} exited`
+      : `${child} failed to start: ${cause}`;
     if (job.reload !== null) this.#settle(job.reload, why);
     else {
       this.#retryAfter.set(job.slot, this.#host.clock.now() + RECYCLE_RETRY_MS);

@@ -19,6 +19,13 @@ const MAX_QUEUED_IMPORTANT_BYTES = 16 * 1024 * 1024;
 const encoder = new TextEncoder();
 let writer: BurstWriter | null = null;
 let dropped = 0;
+let dropNotice = (count: number) =>
+  `workerpool: ${count} lines dropped: stderr did not take them\n`;
+
+/** How the count of dropped lines is said (a JSON record, in JSON logs). */
+export function setDropNotice(notice: (count: number) => string): void {
+  dropNotice = notice;
+}
 
 /**
  * Writes `text` to stderr, never blocking; see the module doc. An
@@ -40,8 +47,7 @@ export function writeStderr(text: string, important = false): void {
     return;
   }
   if (dropped > 0 && writer.queued === 0) {
-    text =
-      `workerpool: ${dropped} lines dropped: stderr did not take them\n${text}`;
+    text = dropNotice(dropped) + text;
     dropped = 0;
   }
   // Where stderr is gone (EPIPE), there is nowhere left to say so.

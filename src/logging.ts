@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { writeStderr } from "./_stderr.ts";
+import { setDropNotice, writeStderr } from "./_stderr.ts";
+import { loadedRuntime } from "./runtime/mod.ts";
 import type {
   LevelName,
   Logger,
@@ -122,6 +123,21 @@ export function stderrHandler(
 ): LogHandler {
   const threshold = LogLevels[level];
   const line = format === "json" ? formatJsonRecord : formatRecord;
+  if (format === "json") {
+    // Even the count of lines a stalled stderr cost is a JSON record.
+    setDropNotice((count) =>
+      formatJsonRecord({
+        msg: `${count} lines dropped: stderr did not take them`,
+        args: [],
+        datetime: new Date(),
+        level: LogLevels.WARN,
+        levelName: "WARN",
+        loggerName: "workerpool.stderr",
+        workerId: null,
+        pid: loadedRuntime()?.pid ?? 0,
+      }) + "\n"
+    );
+  }
   return {
     handle(record) {
       // Never blocks: a stalled stderr must not stall the master's loop.

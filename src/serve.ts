@@ -8,7 +8,8 @@ import { describe, describeValue } from "./errors.ts";
 import { createLogger, getProcessSink, stderrHandler } from "./logging.ts";
 import { checkPort, claimPort } from "./_port_lock.ts";
 import { loadRuntime } from "./runtime/mod.ts";
-import type { Handler, HttpServer, ServeOptions } from "./types.ts";
+import type { HttpServerHandle } from "./runtime/mod.ts";
+import type { Handler, HttpServer, Logger, ServeOptions } from "./types.ts";
 
 /**
  * Starts an HTTP server with `reusePort` on by default, so every worker of a
@@ -96,23 +97,57 @@ export async function serve(
       return drain.draining ? closing(value) : value;
     });
   };
-  let server;
+  let stopping: Promise<void> | undefined;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  let server: HttpServerHandle | null = null;
+  const listen = async (at: number) => {
+    const bound = await runtime.serve({
+      port: at,
+      hostname,
+      reusePort,
+      onFailure(error) {
+        // Out of file descriptors (a flood of idle connections, on Deno):
+        // it serves no more. With reusePort the other workers serve
+        // meanwhile; this one listens again.
+        server = null;
+        serveLogger(runtime.pid).error(
+          `The server on ${hostname}:${at} stopped: ${
+            describe(error)
+          }; listening again in ${RELISTEN_MS} ms`,
+        );
+        relisten(at);
+      },
+    }, counted);
+    if (stopping !== undefined) await bound.shutdown();
+    else server = bound;
+    return bound;
+  };
+  const relisten = (at: number) => {
+    if (stopping !== undefined) return;
+    retry = setTimeout(() => {
+      listen(at).catch(() => relisten(at));
+    }, RELISTEN_MS);
+  };
+  let first: HttpServerHandle;
   try {
-    server = await runtime.serve({ port, hostname, reusePort }, counted);
+    first = await listen(port);
   } catch (error) {
     throw refused(error);
   }
   if (reusePort) claimPort(port, holder);
   servers++;
-  let stopping: Promise<void> | undefined;
   const shutdown = () =>
-    stopping ??= closeKeepAlive(drain).then(() => server.shutdown()).finally(
-      () => open.delete(shutdown),
-    );
+    stopping ??= closeKeepAlive(drain).then(() => {
+      clearTimeout(retry);
+      return server?.shutdown();
+    }).finally(() => open.delete(shutdown));
   open.add(shutdown);
   signal?.addEventListener("abort", shutdown, { once: true });
-  return { port: server.port, hostname: server.hostname, shutdown };
+  return { port: first.port, hostname: first.hostname, shutdown };
 }
+
+/** How long a server that stopped by itself waits to listen again. */
+const RELISTEN_MS = 1000;
 
 /** Requests this process's servers took, all servers together. */
 let served = 0;
@@ -255,18 +290,23 @@ function notAResponse(value: unknown): TypeError {
 
 const stderr = stderrHandler("DEBUG");
 
+/** Where serve() logs: the worker's log in a pool, else stderr. */
+function serveLogger(pid: number): Logger {
+  const sink = getProcessSink() ??
+    ((record) => stderr.handle({ ...record, workerId: null, pid }));
+  return createLogger("workerpool.serve", sink);
+}
+
 /** The default `onError`: the error, with its stack, in the worker's log. */
 function logRequestError(
   error: unknown,
   request: Request,
   pid: number,
 ): void {
-  const sink = getProcessSink() ??
-    ((record) => stderr.handle({ ...record, workerId: null, pid }));
-  createLogger("workerpool.serve", sink).error(
-    `${request.method} ${new URL(request.url).pathname} failed: ${
-      describe(error)
-    }`,
+  // Relative on Bun for an HTTP/1.0 request without a Host header.
+  const path = new URL(request.url, "http://localhost").pathname;
+  serveLogger(pid).error(
+    `${request.method} ${path} failed: ${describe(error)}`,
     error,
   );
 }

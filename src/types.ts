@@ -304,7 +304,10 @@ export interface PoolStatus {
   readonly uptime: number;
   /** How many worker ids the pool has. */
   readonly size: number;
-  /** How many of them have a ready process. */
+  /**
+   * How many of them have a ready process that showed a sign of life
+   * within three heartbeats (one whose loop is held serves nobody).
+   */
   readonly ready: number;
   /**
    * How many must be ready for `/readyz` to answer 200: `minReady`, or the

@@ -103,6 +103,11 @@ export interface HttpServeOptions {
   port: number;
   hostname: string;
   reusePort: boolean;
+  /**
+   * The server stopped serving by itself: accepting failed (out of file
+   * descriptors, on Deno). Never an uncaught error that ends the process.
+   */
+  onFailure?: (error: unknown) => void;
 }
 
 /** A running HTTP server. */

@@ -6,7 +6,7 @@ import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { createServer, Socket } from "node:net";
 import { join } from "node:path";
 import {
   answering,
@@ -17,6 +17,7 @@ import {
   httpGet,
   type Master,
   readEvents,
+  runtime,
   startScript,
   stopAndCheck,
   testDir,
@@ -465,3 +466,105 @@ describe("fleet: logFormat json", () => {
     assert.equal(master0.pid, master.pid);
   });
 });
+
+describe("fleet: workers whose loop is held", () => {
+  test("/readyz says 503 while every worker is blocked writing to a stdout nobody reads", async () => {
+    const port = await freePort();
+    const adminPort = await freePort();
+    // The master's stdout (the workers') is a pipe whose reader never reads.
+    const shell = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+      FIXTURE_BEHAVIOUR: "print-flood",
+      FIXTURE_ADMIN_PORT: String(adminPort),
+      FIXTURE_WORKERTIMEOUT: "1000",
+      // Blocked in a write, they cannot act on SIGTERM: killed after this.
+      FIXTURE_GRACEFULTIMEOUT: "500",
+    }, { wrapper: ["sh", "-c", '"$@" | sleep 600', "sh"] });
+    after(() => cleanup(shell));
+    const url = `http://127.0.0.1:${adminPort}`;
+    // Up (every worker was ready), then blocked: ready, yet not serving.
+    const { blocked, now } = await waitFor(
+      "/readyz to answer 503",
+      async () => {
+        try {
+          const now = await status(url);
+          if (now.state !== "running" || now.ready > 0) return false;
+          const blocked = await get(`${url}/readyz`);
+          return blocked.status === 503 && { blocked, now };
+        } catch {
+          return false; // not listening yet
+        }
+      },
+    );
+    assert.match(blocked.body, /not ready: 0 of 2 workers ready, 1 needed/);
+    // Not killed for it: they are blocked, not hung.
+    assert.deepEqual(now.workers.map((w) => w.state), ["ready", "ready"]);
+    assert.ok(now.workers.every((w) => w.heartbeatAge! > 600));
+    assert.match(shell.output(), /is blocked writing its output/);
+    runtime.kill(now.pid, "SIGTERM");
+    await waitFor("the master to exit", () => !runtime.isAlive(now.pid));
+    assert.match(shell.output(), /still running after gracefulTimeout 500 ms/);
+  });
+});
+
+describe("fleet: the admin endpoint under a flood", () => {
+  test("idle connections past the open-file limit cost neither the master nor the workers", async () => {
+    const port = await freePort();
+    const adminPort = await freePort();
+    const master = startScript(pool, {
+      FIXTURE_PORT: String(port),
+      FIXTURE_WORKERS: "2",
+      FIXTURE_ADMIN_PORT: String(adminPort),
+    }, { fileLimit: 64 });
+    after(() => cleanup(master));
+    const url = `http://127.0.0.1:${adminPort}`;
+    await waitFor("the pool ready", async () => {
+      try {
+        return (await status(url)).ready === 2;
+      } catch {
+        return false;
+      }
+    });
+    // Twice what the master may open, held idle: accepting fails (EMFILE).
+    const held = await flood(adminPort, 150);
+    await waitFor(
+      "the master to run out of file descriptors",
+      () =>
+        /too many open files|EMFILE/i.test(master.output()) ||
+        held.closed() > 0,
+    );
+    held.release();
+    // The endpoint serves again, the pool never stopped.
+    await waitFor("/readyz to answer 200 again", async () => {
+      try {
+        return (await get(`${url}/readyz`)).status === 200;
+      } catch {
+        return false;
+      }
+    });
+    await answering(port, 2);
+    assert.doesNotMatch(master.output(), /Uncaught|CRITICAL/);
+    await stopAndCheck(master);
+  });
+});
+
+/** Opens `count` idle connections to `port`; those refused are not kept. */
+async function flood(port: number, count: number) {
+  const sockets: Socket[] = [];
+  let closed = 0;
+  for (let i = 0; i < count; i++) {
+    const socket = new Socket();
+    socket.on("error", () => {});
+    socket.on("close", () => closed++);
+    await new Promise<void>((resolve) => {
+      socket.connect(port, "127.0.0.1", resolve);
+      socket.once("error", () => resolve());
+    });
+    sockets.push(socket);
+  }
+  return {
+    closed: () => closed,
+    release: () => sockets.forEach((socket) => socket.destroy()),
+  };
+}

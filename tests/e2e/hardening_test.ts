@@ -187,61 +187,78 @@ describe("a paused master", () => {
 });
 
 describe("a master whose stderr nobody reads", () => {
-  test("keeps its loop: no worker judged, lines dropped and counted", async () => {
-    const port = await freePort();
-    // Not startScript: its stderr must go unread for a while.
-    const tag = `t${crypto.randomUUID()}`;
-    const args = runtime.name === "deno" ? ["run", "-A", pool] : [pool];
-    const master = runtime.spawn(process.execPath, {
-      args,
-      env: {
-        FIXTURE_PORT: String(port),
-        FIXTURE_WORKERS: "2",
-        FIXTURE_BEHAVIOUR: "log-flood",
-        FIXTURE_WORKERTIMEOUT: "1000",
-        WORKERPOOL_TEST_TAG: tag,
-      },
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    });
-    try {
-      const before = await answering(port, 2);
-      // Three workerTimeouts of records (10 KB each) into a full pipe.
-      await new Promise((resolve) => setTimeout(resolve, 3000));
-      const rss = Number(
-        /VmRSS:\s+(\d+)/.exec(
-          readFileSync(`/proc/${master.pid}/status`, "utf8"),
-        )![1],
-      );
-      assert.ok(rss < 256 * 1024, `the master holds ${rss} kB`);
-      assert.deepEqual(await answering(port, 2), before, "nobody replaced");
-      master.kill("SIGTERM");
-      let text = "";
-      for await (const chunk of master.stderr!) {
-        text += new TextDecoder().decode(chunk);
+  for (const format of ["text", "json"]) {
+    test(`keeps its loop: no worker judged, lines dropped and counted (${format} logs)`, async () => {
+      const port = await freePort();
+      // Not startScript: its stderr must go unread for a while.
+      const tag = `t${crypto.randomUUID()}`;
+      const args = runtime.name === "deno" ? ["run", "-A", pool] : [pool];
+      const master = runtime.spawn(process.execPath, {
+        args,
+        env: {
+          FIXTURE_PORT: String(port),
+          FIXTURE_WORKERS: "2",
+          FIXTURE_BEHAVIOUR: "log-flood",
+          FIXTURE_WORKERTIMEOUT: "1000",
+          FIXTURE_LOG_FORMAT: format,
+          WORKERPOOL_TEST_TAG: tag,
+        },
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      });
+      try {
+        const before = await answering(port, 2);
+        // Three workerTimeouts of records (10 KB each) into a full pipe.
+        await new Promise((resolve) => setTimeout(resolve, 3000));
+        const rss = Number(
+          /VmRSS:\s+(\d+)/.exec(
+            readFileSync(`/proc/${master.pid}/status`, "utf8"),
+          )![1],
+        );
+        assert.ok(rss < 256 * 1024, `the master holds ${rss} kB`);
+        assert.deepEqual(await answering(port, 2), before, "nobody replaced");
+        master.kill("SIGTERM");
+        let text = "";
+        for await (const chunk of master.stderr!) {
+          text += new TextDecoder().decode(chunk);
+        }
+        assert.equal((await master.status).code, 0);
+        const events = text.split("\n").filter((l) =>
+          !l.includes(" flood ") || /rror|ncaught|failed/.test(l)
+        ).map((l) => l.slice(0, 300));
+        assert.doesNotMatch(
+          events.join("\n"),
+          /killing it|was killed|exited with code [^0]/,
+          events.slice(0, 40).join("\n"),
+        );
+        if (format === "text") {
+          assert.match(
+            text,
+            /workerpool: \d+ lines dropped: stderr did not take them/,
+          );
+          assert.match(text, /flood 0 \d+ z+/);
+        } else {
+          // Every line a record, the count of dropped lines included.
+          const records = text.split("\n").filter((l) => l !== "").map((l) =>
+            JSON.parse(l)
+          );
+          assert.ok(
+            records.some((r) =>
+              r.logger === "workerpool.stderr" && r.level === "WARN" &&
+              /^\d+ lines dropped: stderr did not take them$/.test(r.message)
+            ),
+          );
+          assert.ok(records.some((r) => /^flood 0 \d+$/.test(r.message)));
+        }
+        await waitAllGone(tag);
+      } finally {
+        for (const pid of taggedPids(tag)) runtime.kill(pid, "SIGKILL");
+        master.kill("SIGKILL");
+        await master.status;
       }
-      assert.equal((await master.status).code, 0);
-      const events = text.split("\n").filter((l) =>
-        !l.includes(" flood ") || /rror|ncaught|failed/.test(l)
-      ).map((l) => l.slice(0, 300));
-      assert.doesNotMatch(
-        events.join("\n"),
-        /killing it|was killed|exited with code [^0]/,
-        events.slice(0, 40).join("\n"),
-      );
-      assert.match(
-        text,
-        /workerpool: \d+ lines dropped: stderr did not take them/,
-      );
-      assert.match(text, /flood 0 \d+ z+/);
-      await waitAllGone(tag);
-    } finally {
-      for (const pid of taggedPids(tag)) runtime.kill(pid, "SIGKILL");
-      master.kill("SIGKILL");
-      await master.status;
-    }
-  });
+    });
+  }
 });
 
 describe("workers whose stdout nobody reads", () => {

@@ -422,25 +422,26 @@ describe("the master (fake runtime)", () => {
       await settle();
     };
     const open = () => idle.filter((c) => !c.closed).length;
-    await connect(32);
-    // All 32 are young: a 33rd is refused, none of them goes.
+    // 32, and one more for the worker spawned and not connected yet.
+    await connect(33);
+    // All 33 are young: a 34th is refused, none of them goes.
     await connect(1);
-    assert.equal(open(), 32);
+    assert.equal(open(), 33);
     assert.equal(idle.at(-1)!.closed, true);
     // Older than 250 ms: the oldest go to make room.
     await runtime.advance(300);
     await connect(8);
-    assert.equal(open(), 32);
+    assert.equal(open(), 33);
     assert.ok(idle.slice(0, 8).every((c) => c.closed), "the oldest went");
     assert.equal(logged(/^too many control connections/).length, 1);
-    // The worker itself still gets in, and stays.
+    // The worker itself still gets in (the oldest goes), and stays.
     const end = await runtime.child(0).hello();
     end.send({ t: "ready" });
     await settle();
     assert.equal(logged(/is ready/).length, 1);
-    await runtime.advance(2000);
+    await runtime.advance(2050);
     assert.equal(open(), 0);
-    assert.equal(logged(/no hello in time/).length, 31);
+    assert.equal(logged(/no hello in time/).length, 32);
     assert.equal(logged(/^closed 10 control connections/).length, 1);
     assert.equal(end.closed, false);
     runtime.raise("SIGTERM");
@@ -460,7 +461,8 @@ describe("the master (fake runtime)", () => {
       idle.push(await runtime.connectUnix(socket) as FakeConnection);
     }
     await settle();
-    assert.equal(idle.filter((c) => !c.closed).length, 8);
+    // 8, and the 2 workers spawned and not connected yet.
+    assert.equal(idle.filter((c) => !c.closed).length, 10);
     runtime.raise("SIGTERM");
     assert.equal(await exit, 0);
   });
@@ -638,6 +640,48 @@ describe("systemd's watchdog (fake runtime)", () => {
       "READY=1\nSTATUS=3 of 3 workers ready",
     ]);
     assert.deepEqual(logged(/Cannot notify systemd/), []);
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+  });
+
+  test("a pause of the master (SIGSTOP) is not held against it: the first ping after it goes out", async () => {
+    const { runtime, exit, logged } = await setup(
+      { workers: 1, workerTimeout: 15_000 },
+      // A ping every 100 ms: the first timer due after the pause.
+      { NOTIFY_SOCKET: "/run/systemd/notify", WATCHDOG_USEC: "200000" },
+    );
+    await bootAll(runtime);
+    await runtime.advance(1000);
+    const pings = () =>
+      runtime.notifications.filter((n) => n.message === "WATCHDOG=1").length;
+    const before = pings();
+    // Its periodic check (every 1.5 s here) falls 10 s behind meanwhile.
+    await runtime.pause(10_000);
+    assert.equal(pings(), before + 1, "pinged at once after the pause");
+    assert.deepEqual(logged(/not feeding systemd's watchdog/), []);
+    runtime.raise("SIGTERM");
+    assert.equal(await exit, 0);
+  });
+
+  test("a reload before the pool was ever ready sends no RELOADING=1 nor READY=1", async () => {
+    const { runtime, supervisor, exit } = await setup(
+      { workers: 1 },
+      { NOTIFY_SOCKET: "/run/systemd/notify" },
+    );
+    const reload = supervisor.reload().catch((error: Error) => error.message);
+    const child = runtime.child(0);
+    await runtime.advance(10);
+    // The replacement fails to start: the reload fails.
+    const next = runtime.children.at(-1)!;
+    assert.notEqual(next, child);
+    next.exit(1);
+    assert.match(String(await reload), /Cannot reload/);
+    const sent = runtime.notifications.map((n) => n.message);
+    assert.ok(
+      sent.every((m) => !/^(READY|RELOADING)=1/.test(m)),
+      sent.join("|"),
+    );
+    assert.match(sent.at(-1)!, /^STATUS=starting: reload failed/);
     runtime.raise("SIGTERM");
     assert.equal(await exit, 0);
   });

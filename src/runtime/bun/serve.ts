@@ -10,7 +10,9 @@ import { bun } from "./globals.ts";
 export const http: Http = {
   reusePortError: () => null,
   serve(options, handler): Promise<HttpServerHandle> {
-    const server = bun().serve({ ...options, fetch: handler });
+    // Bun goes on accepting when out of file descriptors: no failure to say.
+    const { port, hostname, reusePort } = options;
+    const server = bun().serve({ port, hostname, reusePort, fetch: handler });
     return Promise.resolve({
       port: server.port,
       hostname: server.hostname,

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Http, HttpServerHandle } from "../types.ts";
+import type { Http, HttpServeOptions, HttpServerHandle } from "../types.ts";
 
 /** Serving HTTP. */
 export const http: Http = {
@@ -20,7 +20,7 @@ export const http: Http = {
 };
 
 function serve(
-  options: { port: number; hostname: string; reusePort: boolean },
+  options: HttpServeOptions,
   handler: (request: Request) => Response | Promise<Response>,
 ): Promise<HttpServerHandle> {
   const { promise, resolve } = Promise.withResolvers<HttpServerHandle>();
@@ -36,5 +36,8 @@ function serve(
       });
     },
   }, handler);
+  // An accept that fails (EMFILE) rejects `finished`, and the server serves
+  // no more: uncaught, that rejection would end the process (Deno 2.9.6).
+  server.finished.catch((error) => options.onFailure?.(error));
   return promise;
 }
