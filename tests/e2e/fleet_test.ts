@@ -2,7 +2,7 @@
 // (/metrics checked by Prometheus' promtool, /healthz, /readyz, /status),
 // shutdownDelay, restart reasons and JSON logs; real processes, signals and
 // HTTP.
-import { after, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -79,7 +79,10 @@ function promtool(text: string): { code: number | null; output: string } {
 }
 
 describe("fleet: heartbeats, /metrics and /status", () => {
-  const started = (async () => {
+  // Started by the first test that asks, in a hook: a filtered run that
+  // skips these tests starts nothing.
+  let shared: { port: number; master: Master; url: string } | undefined;
+  before(async () => {
     const port = await freePort();
     const master = startScript(pool, {
       FIXTURE_PORT: String(port),
@@ -89,14 +92,15 @@ describe("fleet: heartbeats, /metrics and /status", () => {
       FIXTURE_WORKERTIMEOUT: "500",
       FIXTURE_SLOW_MS: "2000",
     });
-    after(() => cleanup(master));
-    const url = await adminUrl(master);
+    shared = { port, master, url: "" };
+    shared.url = await adminUrl(master);
     await answering(port, 2);
-    return { port, master, url };
-  })();
+  });
+  after(() => shared && cleanup(shared.master));
+  const started = () => Promise.resolve(shared!);
 
   test("every worker reports memory, heap, event-loop lag, CPU time and requests", async () => {
-    const { port, url } = await started;
+    const { port, url } = await started();
     for (let i = 0; i < 10; i++) await httpGet(port);
     const pool = await waitFor("10 requests in the heartbeats", async () => {
       const now = await status(url);
@@ -118,7 +122,7 @@ describe("fleet: heartbeats, /metrics and /status", () => {
   });
 
   test("/metrics passes promtool and counts requests in flight", async () => {
-    const { port, url } = await started;
+    const { port, url } = await started();
     const slow = httpGet(port, "/slow");
     const text = await waitFor("a request in flight in /metrics", async () => {
       const { body } = await get(`${url}/metrics`);
@@ -165,7 +169,7 @@ describe("fleet: heartbeats, /metrics and /status", () => {
   });
 
   test("a restart carries its reason; counters of an id never go back", async () => {
-    const { port, master, url } = await started;
+    const { port, master, url } = await started();
     const before = await status(url);
     const victim = before.workers[0]!;
     process.kill(victim.pid!, "SIGKILL");
@@ -212,7 +216,7 @@ describe("fleet: heartbeats, /metrics and /status", () => {
   });
 
   test("unknown paths answer 404 naming the endpoints, other methods 405", async () => {
-    const { master, url } = await started;
+    const { master, url } = await started();
     const missing = await get(`${url}/nope`);
     assert.equal(missing.status, 404);
     assert.match(missing.body, /\/metrics, \/healthz, \/readyz, \/status/);
