@@ -290,7 +290,8 @@ describe("a container's read-only root", () => {
     { skip },
     async () => {
       // Containers with a read-only root: the port locks live in /tmp
-      // whatever TMPDIR says. A mount namespace gets a read-only /tmp.
+      // whatever TMPDIR says. A mount namespace gets /tmp read-only, its
+      // files still there (a checkout and its runtimes may be in /tmp).
       const writable = mkdtempSync("/var/tmp/workerpool-test-");
       after(() => rmSync(writable, { recursive: true, force: true }));
       const port = await freePort();
@@ -304,7 +305,7 @@ describe("a container's read-only root", () => {
           "--mount",
           "sh",
           "-c",
-          'mount -t tmpfs -o ro tmpfs /tmp && exec "$@"',
+          'mount --bind /tmp /tmp && mount -o remount,bind,ro /tmp && exec "$@"',
           "sh",
         ],
       });
