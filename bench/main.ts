@@ -5,6 +5,9 @@
  *
  *     deno task bench [--runs 5] [--seconds 4] [--idle 20] [--only name]
  *     bun bench/main.ts [same flags]
+ *
+ * `heartbeat` compares with another checkout, the code before the heartbeats
+ * carried usage, and runs only when given one: `--before DIR`.
  */
 import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -29,6 +32,7 @@ import {
 } from "./figures.ts";
 import { chart } from "./_chart.ts";
 import { reload } from "./reload.ts";
+import { heartbeat, HEARTBEAT_BASELINE } from "./heartbeat.ts";
 
 const { values } = parseArgs({
   options: {
@@ -39,6 +43,7 @@ const { values } = parseArgs({
     only: { type: "string", multiple: true },
     runtime: { type: "string", multiple: true },
     "no-write": { type: "boolean", default: false },
+    before: { type: "string" },
   },
 });
 const options: BenchOptions = {
@@ -69,11 +74,16 @@ const suite: Record<string, (r: RuntimeName) => Promise<Figure | Figure[]>> = {
   crash: (r) => crashLoop(r, options),
   reload: (r) => reload(r, options),
 };
+/** Benches left out for want of an option: what to say instead. */
+const skipped: Record<string, string> = {};
+const before = values.before;
+if (before === undefined) skipped.heartbeat = HEARTBEAT_BASELINE;
+else suite.heartbeat = (r) => heartbeat(r, before, options);
 for (const name of values.only ?? []) {
-  if (!(name in suite)) {
+  if (!(name in suite) && !(name in skipped)) {
     throw new RangeError(
       `Cannot bench: unknown figure "${name}" (one of ${
-        Object.keys(suite).join(", ")
+        [...Object.keys(suite), ...Object.keys(skipped)].join(", ")
       })`,
     );
   }
@@ -81,9 +91,15 @@ for (const name of values.only ?? []) {
 
 ensureWrk();
 const figures: Figure[] = [];
+const chosen = (name: string) => !values.only || values.only.includes(name);
+for (const [name, why] of Object.entries(skipped)) {
+  if (chosen(name)) console.error(why);
+}
+const selected = Object.entries(suite).filter(([name]) => chosen(name));
+// Nothing left to run: results.md is not overwritten with an empty table.
+if (selected.length === 0) process.exit(1);
 try {
-  for (const [name, measure] of Object.entries(suite)) {
-    if (values.only && !values.only.includes(name)) continue;
+  for (const [name, measure] of selected) {
     for (const runtime of runtimes) {
       console.error(`… ${name} on ${runtime}`);
       figures.push(...[await measure(runtime)].flat());
