@@ -20,8 +20,6 @@ export interface AdminServer {
 
 /** How often a taking-over master tries the admin port again. */
 const RETRY_MS = 250;
-/** How long an admin endpoint that stopped by itself waits to listen again. */
-const RESTART_MS = 1000;
 
 const TEXT = "text/plain; charset=utf-8";
 const PATHS = ["/metrics", "/healthz", "/readyz", "/status"];
@@ -69,9 +67,8 @@ export async function serveAdmin(
       }
       case "/readyz": {
         const why = pool.notReady();
-        const status = pool.status();
         return why === null
-          ? reply(200, `ready: ${status.ready} of ${status.size} workers\n`)
+          ? reply(200, `ready: ${pool.readyCount()} of ${pool.size} workers\n`)
           : reply(503, `not ready: ${why}\n`);
       }
       case "/status":
@@ -98,43 +95,26 @@ export async function serveAdmin(
   let closed = false;
   let timer: Timer | undefined;
   let server: HttpServerHandle | null = null;
-  let said = false;
   const listen = async () => {
     const bound = await runtime.serve({
       ...address,
       reusePort: false,
-      onFailure(error) {
-        // Out of file descriptors (a flood of idle connections, on Deno):
-        // the server serves no more, the master goes on; so does this.
-        server = null;
+      // Out of file descriptors (a flood of idle connections, on Deno).
+      onFailure: (error) =>
         log.error(
           `the admin endpoint stopped: ${
             describe(error)
-          }; serving it again in ${RESTART_MS} ms`,
-        );
-        retry(RESTART_MS);
-      },
+          }; serving it again in a second`,
+        ),
     }, guarded);
     if (closed) return void await bound.shutdown();
     server = bound;
-    said = false;
     const host = bound.hostname.includes(":")
       ? `[${bound.hostname}]`
       : bound.hostname;
     log.info(
       `admin endpoint on http://${host}:${bound.port} (${PATHS.join(" ")})`,
     );
-  };
-  const retry = (ms: number) => {
-    if (closed) return;
-    runtime.clearTimeout(timer);
-    timer = runtime.setTimeout(() => {
-      listen().catch((error) => {
-        if (!said) log.debug(`admin endpoint: ${describe(error)}`);
-        said = true;
-        retry(ms);
-      });
-    }, ms);
   };
   try {
     await listen();
@@ -151,7 +131,12 @@ export async function serveAdmin(
         describe(error)
       }): the pool taken over holds it, probably; trying again every ${RETRY_MS} ms`,
     );
-    retry(RETRY_MS);
+    const retry = () => {
+      timer = runtime.setTimeout(() => {
+        if (!closed) listen().catch(retry);
+      }, RETRY_MS);
+    };
+    retry();
   }
   return {
     close: async () => {

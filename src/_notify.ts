@@ -91,7 +91,7 @@ export class SystemdNotifier implements PoolEvents {
   changed(): void {
     if (this.#stopping) return; // STATUS=stopping says it all
     // The last worker's ready: READY=1 first, with the status.
-    const { state } = this.#pool.status();
+    const state = this.#pool.state;
     if (!this.#ready && state !== "idle" && state !== "starting") {
       return this.#readyFirst();
     }
@@ -160,9 +160,10 @@ export class SystemdNotifier implements PoolEvents {
   }
 
   #statusText(): string {
-    const { ready, size, state } = this.#pool.status();
-    const text = `${ready} of ${plural(size, "worker")} ready`;
-    if (state === "reloading") return `reloading: ${text}`;
+    // Not status(): no snapshot of every worker for a line of text.
+    const pool = this.#pool;
+    const text = `${pool.readyCount()} of ${plural(pool.size, "worker")} ready`;
+    if (pool.state === "reloading") return `reloading: ${text}`;
     return this.#ready || this.#stopping ? text : `starting: ${text}`;
   }
 

@@ -142,6 +142,14 @@ export class Pool {
     this.#events = events;
   }
 
+  /** Where the pool is, as `PoolStatus.state` says it. */
+  get state(): PoolStatus["state"] {
+    if (this.#drain !== undefined) return "draining";
+    if (this.#state !== "running") return this.#state;
+    if (!this.#readiness.reached) return "starting";
+    return this.#run?.rolling.reloading ? "reloading" : "running";
+  }
+
   /** The whole pool, for `Supervisor.status` and the admin endpoint. */
   status(): PoolStatus {
     const run = this.#run;
@@ -149,15 +157,7 @@ export class Pool {
     return Object.freeze({
       pid: run?.runtime.pid ?? 0,
       runtime: run === null ? "" : `${run.runtime.name} ${run.runtime.version}`,
-      state: this.#drain !== undefined
-        ? "draining"
-        : this.#state !== "running"
-        ? this.#state
-        : !this.#readiness.reached
-        ? "starting"
-        : run?.rolling.reloading
-        ? "reloading"
-        : "running",
+      state: this.state,
       uptime: this.#startedAt === null || run === null
         ? 0
         : Math.round(run.runtime.now() - this.#startedAt),

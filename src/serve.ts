@@ -97,57 +97,36 @@ export async function serve(
       return drain.draining ? closing(value) : value;
     });
   };
-  let stopping: Promise<void> | undefined;
-  let retry: ReturnType<typeof setTimeout> | undefined;
-  let server: HttpServerHandle | null = null;
-  const listen = async (at: number) => {
-    const bound = await runtime.serve({
-      port: at,
+  let server: HttpServerHandle;
+  try {
+    server = await runtime.serve({
+      port,
       hostname,
       reusePort,
-      onFailure(error) {
-        // Out of file descriptors (a flood of idle connections, on Deno):
-        // it serves no more. With reusePort the other workers serve
-        // meanwhile; this one listens again.
-        server = null;
+      // Out of file descriptors (a flood of idle connections, on Deno): it
+      // serves no more until it listens again. With reusePort the other
+      // workers serve meanwhile.
+      onFailure: (error) =>
         serveLogger(runtime.pid).error(
-          `The server on ${hostname}:${at} stopped: ${
+          `The server on ${hostname}:${port} stopped: ${
             describe(error)
-          }; listening again in ${RELISTEN_MS} ms`,
-        );
-        relisten(at);
-      },
+          }; listening again in a second`,
+        ),
     }, counted);
-    if (stopping !== undefined) await bound.shutdown();
-    else server = bound;
-    return bound;
-  };
-  const relisten = (at: number) => {
-    if (stopping !== undefined) return;
-    retry = setTimeout(() => {
-      listen(at).catch(() => relisten(at));
-    }, RELISTEN_MS);
-  };
-  let first: HttpServerHandle;
-  try {
-    first = await listen(port);
   } catch (error) {
     throw refused(error);
   }
   if (reusePort) claimPort(port, holder);
   servers++;
+  let stopping: Promise<void> | undefined;
   const shutdown = () =>
-    stopping ??= closeKeepAlive(drain).then(() => {
-      clearTimeout(retry);
-      return server?.shutdown();
-    }).finally(() => open.delete(shutdown));
+    stopping ??= closeKeepAlive(drain).then(() => server.shutdown()).finally(
+      () => open.delete(shutdown),
+    );
   open.add(shutdown);
   signal?.addEventListener("abort", shutdown, { once: true });
-  return { port: first.port, hostname: first.hostname, shutdown };
+  return { port: server.port, hostname: server.hostname, shutdown };
 }
-
-/** How long a server that stopped by itself waits to listen again. */
-const RELISTEN_MS = 1000;
 
 /** Requests this process's servers took, all servers together. */
 let served = 0;

@@ -105,7 +105,8 @@ export interface HttpServeOptions {
   reusePort: boolean;
   /**
    * The server stopped serving by itself: accepting failed (out of file
-   * descriptors, on Deno). Never an uncaught error that ends the process.
+   * descriptors, on Deno); it listens again a second later. Never an
+   * uncaught error that ends the process.
    */
   onFailure?: (error: unknown) => void;
 }

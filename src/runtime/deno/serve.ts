@@ -19,25 +19,57 @@ export const http: Http = {
   serve,
 };
 
+/** How long a server Deno stopped waits before it listens again. */
+const RELISTEN_MS = 1000;
+
 function serve(
   options: HttpServeOptions,
   handler: (request: Request) => Response | Promise<Response>,
 ): Promise<HttpServerHandle> {
-  const { promise, resolve } = Promise.withResolvers<HttpServerHandle>();
-  const server = Deno.serve({
-    port: options.port,
-    hostname: options.hostname,
-    reusePort: options.reusePort,
-    onListen(addr) {
-      resolve({
-        port: addr.port,
-        hostname: addr.hostname,
-        shutdown: () => server.shutdown(),
-      });
-    },
-  }, handler);
-  // An accept that fails (EMFILE) rejects `finished`, and the server serves
-  // no more: uncaught, that rejection would end the process (Deno 2.9.6).
-  server.finished.catch((error) => options.onFailure?.(error));
-  return promise;
+  let port = options.port;
+  let current: Deno.HttpServer | null = null;
+  let stopped = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const listen = () => {
+    const { promise, resolve } = Promise.withResolvers<Deno.NetAddr>();
+    const server = Deno.serve({
+      port,
+      hostname: options.hostname,
+      reusePort: options.reusePort,
+      onListen: resolve,
+    }, handler);
+    current = server;
+    // An accept that fails (EMFILE) rejects `finished`, and the server
+    // serves no more: uncaught, that rejection would end the process
+    // (Deno 2.9.6). It is said, and the port listened on again.
+    server.finished.catch((error) => {
+      if (stopped) return;
+      current = null;
+      options.onFailure?.(error);
+      again();
+    });
+    return promise;
+  };
+  const again = () => {
+    timer = setTimeout(() => {
+      if (stopped) return;
+      try {
+        listen();
+      } catch {
+        again(); // still out of file descriptors
+      }
+    }, RELISTEN_MS);
+  };
+  return listen().then((addr) => {
+    port = addr.port;
+    return {
+      port: addr.port,
+      hostname: addr.hostname,
+      shutdown() {
+        stopped = true;
+        clearTimeout(timer);
+        return current?.shutdown() ?? Promise.resolve();
+      },
+    };
+  });
 }
