@@ -33,7 +33,7 @@
 export { Supervisor } from "./src/supervisor.ts";
 export { WorkerBase } from "./src/worker.ts";
 export type { WorkerClass, WorkerFactory } from "./src/worker.ts";
-export { serve } from "./src/serve.ts";
+export { serve, upgradeWebSocket } from "./src/serve.ts";
 export { BootError, EXIT_BOOT_ERROR } from "./src/errors.ts";
 export {
   formatJsonRecord,
@@ -51,14 +51,18 @@ export type {
   LogHandler,
   LogRecord,
   MainOptions,
+  NetAddr,
   OutputTarget,
   PoolLogRecord,
   PoolStatus,
   RestartInfo,
   RestartReason,
+  ServeHandlerInfo,
   ServeOptions,
   SignalName,
   SupervisorOptions,
+  UpgradeWebSocketOptions,
+  WebSocketUpgrade,
   WorkerInfo,
   WorkerMetrics,
   WorkerProcessInfo,

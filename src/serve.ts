@@ -1,19 +1,36 @@
 /**
  * `serve()`: an HTTP server on `Deno.serve` / `Bun.serve` that shares its
- * port with the other workers through `reusePort`.
+ * port with the other workers through `reusePort`, and
+ * `upgradeWebSocket()`, WebSockets on either runtime.
  *
  * @module
  */
 import { describe, describeValue } from "./errors.ts";
 import { createLogger, getProcessSink, stderrHandler } from "./logging.ts";
 import { checkPort, claimPort } from "./_port_lock.ts";
-import { loadRuntime } from "./runtime/mod.ts";
-import type { HttpServerHandle } from "./runtime/mod.ts";
-import type { Handler, HttpServer, Logger, ServeOptions } from "./types.ts";
+import {
+  noteUpgrade,
+  pendingUpgrades,
+  ServerSockets,
+  takeUpgrade,
+  upgradeBegun,
+} from "./_websockets.ts";
+import { loadedRuntime, loadRuntime } from "./runtime/mod.ts";
+import type { HttpHandler, HttpServerHandle } from "./runtime/mod.ts";
+import type {
+  Handler,
+  HttpServer,
+  Logger,
+  ServeOptions,
+  UpgradeWebSocketOptions,
+  WebSocketUpgrade,
+} from "./types.ts";
 
 /**
  * Starts an HTTP server with `reusePort` on by default, so every worker of a
- * pool can listen on the same port.
+ * pool can listen on the same port. The handler gets the request and
+ * `info.remoteAddr`, the client's address; {@linkcode upgradeWebSocket}
+ * answers with a WebSocket; `cert` and `key` serve HTTPS.
  *
  * @example A worker answering on a shared port
  * ```ts ignore
@@ -44,6 +61,8 @@ export async function serve(
     reusePort = true,
     signal,
     onError,
+    cert,
+    key,
   } = options ?? {};
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(
@@ -62,6 +81,7 @@ export async function serve(
       `Cannot serve: onError must be a function, got ${describeValue(onError)}`,
     );
   }
+  const tls = tlsOptions(cert, key);
   const runtime = await loadRuntime();
   const missing = reusePort ? runtime.reusePortError() : null;
   if (missing !== null) {
@@ -82,19 +102,39 @@ export async function serve(
     logRequestError(error, request, runtime.pid);
   const guarded = guard(handler, onError ?? report, report);
   const drain: Drain = { draining: false, last: 0, inFlight: 0 };
-  const counted: Handler = (request) => {
+  const sockets = new ServerSockets();
+  // What goes back to the runtime for a response that may be special: an
+  // upgrade the handler began and answered, or, while draining, a
+  // response that closes its connection.
+  const answer = (request: Request, response: Response) => {
+    if (pendingUpgrades !== 0) {
+      const upgrade = takeUpgrade(request);
+      if (upgrade?.response === response) {
+        sockets.add(upgrade.socket);
+        return server.accept(request, upgrade);
+      }
+      // Begun, then answered otherwise: the socket never opens.
+      upgrade?.refuse();
+    }
+    return drain.draining ? closing(response) : response;
+  };
+  const counted: HttpHandler = (request, info) => {
     served++;
     drain.last = Date.now();
-    const response = guarded(request);
+    const response = guarded(request, info);
     if (!(response instanceof Promise)) {
-      return drain.draining ? closing(response) : response;
+      return pendingUpgrades === 0 && !drain.draining
+        ? response
+        : answer(request, response);
     }
     drain.inFlight++;
     inFlight++;
     return response.then((value) => {
       drain.inFlight--;
       inFlight--;
-      return drain.draining ? closing(value) : value;
+      return pendingUpgrades === 0 && !drain.draining
+        ? value
+        : answer(request, value);
     });
   };
   let server: HttpServerHandle;
@@ -103,6 +143,7 @@ export async function serve(
       port,
       hostname,
       reusePort,
+      tls,
       // Out of file descriptors (a flood of idle connections, on Deno): it
       // serves no more until it listens again. With reusePort the other
       // workers serve meanwhile.
@@ -119,10 +160,17 @@ export async function serve(
   if (reusePort) claimPort(port, holder);
   servers++;
   let stopping: Promise<void> | undefined;
-  const shutdown = () =>
-    stopping ??= closeKeepAlive(drain).then(() => server.shutdown()).finally(
-      () => open.delete(shutdown),
-    );
+  const shutdown = () => {
+    // WebSockets are told first (no request of theirs can say Connection:
+    // close), and their closing handshakes end before the server stops:
+    // Deno's shutdown would send its own close frame ahead of ours, Bun's
+    // waits for them.
+    if (stopping === undefined) sockets.goAway();
+    return stopping ??= closeKeepAlive(drain)
+      .then(() => sockets.closed())
+      .then(() => server.shutdown())
+      .finally(() => open.delete(shutdown));
+  };
   open.add(shutdown);
   signal?.addEventListener("abort", shutdown, { once: true });
   return { port: server.port, hostname: server.hostname, shutdown };
@@ -142,6 +190,142 @@ let servers = 0;
  */
 export function requestCounts(): { served: number; inFlight: number } | null {
   return servers === 0 ? null : { served, inFlight };
+}
+
+/**
+ * Upgrades a request a {@linkcode serve} handler received to a WebSocket,
+ * on Deno (`Deno.upgradeWebSocket`) and on Bun alike. The handler returns
+ * `response`; `socket`, a standard `WebSocket`, opens once it has
+ * (`open`, then `message` events; `send()`, `close()`). Until then the
+ * request can still be read; a handler that answers otherwise after all
+ * sends that answer, and the socket fails without opening. Call it while
+ * the handler runs. When its server drains (`shutdown()`, which a pool's
+ * worker runs on SIGTERM), an open WebSocket is closed with code 1001
+ * (going away).
+ *
+ * @example A WebSocket echo, and plain HTTP for other requests
+ * ```ts ignore
+ * import { serve, upgradeWebSocket } from "@workerpool/core";
+ *
+ * await serve({ port: 8080 }, (request) => {
+ *   if (request.headers.get("upgrade") !== "websocket") {
+ *     return new Response("ask for a WebSocket\n");
+ *   }
+ *   const { socket, response } = upgradeWebSocket(request);
+ *   socket.onmessage = (event) => socket.send(event.data);
+ *   return response;
+ * });
+ * ```
+ *
+ * @param request A request of a `serve()` handler asking for a WebSocket
+ *   (`Upgrade: websocket`).
+ * @param options The subprotocol to speak.
+ * @returns The server's end of the WebSocket, and the response to return.
+ * @throws {TypeError} When the request does not ask for a WebSocket (no
+ *   `Upgrade: websocket`, `Sec-WebSocket-Key` or version 13), does not offer
+ *   `options.protocol`, was upgraded already, or no server was started.
+ */
+export function upgradeWebSocket(
+  request: Request,
+  options: UpgradeWebSocketOptions = {},
+): WebSocketUpgrade {
+  const refuse = (why: string) =>
+    new TypeError(`Cannot upgrade to a WebSocket: ${why}`);
+  if (!(request instanceof Request)) {
+    throw refuse(`expected a Request, got ${describeValue(request)}`);
+  }
+  const runtime = loadedRuntime();
+  if (servers === 0 || runtime === undefined) {
+    throw refuse("no serve() server was started in this process");
+  }
+  const { protocol } = options ?? {};
+  const why = notAnUpgrade(request.headers, protocol);
+  if (why !== null) throw refuse(why);
+  if (upgradeBegun(request)) throw refuse("the request was upgraded already");
+  const begun = runtime.upgradeWebSocket(request, protocol);
+  noteUpgrade(request, begun);
+  return { socket: begun.socket, response: begun.response };
+}
+
+/**
+ * Why a request with these headers cannot be upgraded to a WebSocket
+ * speaking `protocol`, or null: the checks of `Deno.upgradeWebSocket`,
+ * made on Bun too, and before anything is upgraded.
+ */
+function notAnUpgrade(headers: Headers, protocol: unknown): string | null {
+  const upgrade = headers.get("upgrade");
+  if (upgrade === null) return "the request has no Upgrade header";
+  if (!listed(upgrade, "websocket")) {
+    return `the request asks for Upgrade: ${upgrade}, not websocket`;
+  }
+  if (!listed(headers.get("connection"), "upgrade")) {
+    return "the request's Connection header does not say Upgrade";
+  }
+  if (headers.get("sec-websocket-key") === null) {
+    return "the request has no Sec-WebSocket-Key header";
+  }
+  const version = headers.get("sec-websocket-version");
+  if (version !== "13") {
+    return `the request asks for WebSocket version ${version}, not 13`;
+  }
+  if (protocol === undefined) return null;
+  const offered = headers.get("sec-websocket-protocol");
+  return typeof protocol === "string" && listed(offered, protocol, false)
+    ? null
+    : `protocol ${describeValue(protocol)} is not one the client offered (${
+      offered ?? "none"
+    })`;
+}
+
+/** Whether `token` is in the comma-separated header `value`. */
+function listed(
+  value: string | null,
+  token: string,
+  ignoreCase = true,
+): boolean {
+  if (value === null) return false;
+  return value.split(",").some((item) =>
+    (ignoreCase ? item.trim().toLowerCase() : item.trim()) === token
+  );
+}
+
+/** The TLS options, checked: both PEM strings, or neither. */
+function tlsOptions(
+  cert: unknown,
+  key: unknown,
+): { cert: string; key: string } | undefined {
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined) {
+    throw new TypeError(
+      `Cannot serve: TLS needs both cert and key, got only ${
+        cert === undefined ? "key" : "cert"
+      }`,
+    );
+  }
+  if (!isPem(cert)) {
+    throw new TypeError(
+      `Cannot serve: cert must be a PEM string (-----BEGIN CERTIFICATE-----…), got ${
+        typeof cert === "string" && cert.length > 40
+          ? `${JSON.stringify(cert.slice(0, 40))}…`
+          : describeValue(cert)
+      }`,
+    );
+  }
+  if (!isPem(key)) {
+    // A private key is never printed, not even a part of it.
+    throw new TypeError(
+      `Cannot serve: key must be a PEM string (-----BEGIN PRIVATE KEY-----…), got ${
+        typeof key === "string"
+          ? `a string of ${key.length} characters with no -----BEGIN line`
+          : describeValue(key)
+      }`,
+    );
+  }
+  return { cert, key };
+}
+
+function isPem(value: unknown): value is string {
+  return typeof value === "string" && value.includes("-----BEGIN ");
 }
 
 /** How long a stopping server may go on answering with `Connection: close`. */
@@ -244,9 +428,9 @@ function guard(
     response instanceof Response
       ? response
       : fail(notAResponse(response), request);
-  return (request) => {
+  return (request, info) => {
     try {
-      const response = handler(request);
+      const response = handler(request, info);
       return response instanceof Promise
         ? response.then(
           (value) => check(value, request),

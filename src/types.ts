@@ -453,6 +453,56 @@ export interface ServeOptions {
     error: unknown,
     request: Request,
   ) => Response | void | Promise<Response | void>;
+  /**
+   * Serve HTTPS: the certificate (chain), PEM (`-----BEGIN
+   * CERTIFICATE-----`), the contents, not a file name. Give `key` too.
+   */
+  cert?: string;
+  /**
+   * The private key of `cert`, PEM (`-----BEGIN PRIVATE KEY-----`), the
+   * contents, not a file name.
+   */
+  key?: string;
+}
+
+/** An address of a TCP connection, as `Deno.NetAddr`. */
+export interface NetAddr {
+  /** Always `"tcp"`. */
+  readonly transport: "tcp";
+  /** The IP address: `"127.0.0.1"`, `"::1"`. */
+  readonly hostname: string;
+  /** The port. */
+  readonly port: number;
+}
+
+/** What a {@linkcode Handler} learns of its request besides the request. */
+export interface ServeHandlerInfo {
+  /**
+   * The client's address (the proxy's, behind a proxy). On Bun it is
+   * looked up when first read, and Bun forgets it once the response is
+   * sent: read it before that (after, it reads `{ hostname: "", port: 0 }`).
+   */
+  readonly remoteAddr: NetAddr;
+}
+
+/** Options of `upgradeWebSocket`. */
+export interface UpgradeWebSocketOptions {
+  /**
+   * The subprotocol to speak, one of those the client offered (its
+   * `Sec-WebSocket-Protocol` header). By default none.
+   */
+  protocol?: string;
+}
+
+/** A request being upgraded to a WebSocket, from `upgradeWebSocket`. */
+export interface WebSocketUpgrade {
+  /**
+   * The server's end: a standard `WebSocket`, CONNECTING until the handler
+   * has returned `response`, then open.
+   */
+  readonly socket: WebSocket;
+  /** The answer to the request (status 101): the handler returns it as is. */
+  readonly response: Response;
 }
 
 /** A running server. */
@@ -468,5 +518,11 @@ export interface HttpServer {
   shutdown(): Promise<void>;
 }
 
-/** A request handler. */
-export type Handler = (request: Request) => Response | Promise<Response>;
+/**
+ * A request handler: the request, and what else is known of it (the
+ * client's address).
+ */
+export type Handler = (
+  request: Request,
+  info: ServeHandlerInfo,
+) => Response | Promise<Response>;

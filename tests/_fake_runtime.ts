@@ -310,6 +310,9 @@ export class FakeRuntime implements Runtime {
   serve(): never {
     throw new Error("The fake runtime has no HTTP");
   }
+  upgradeWebSocket(): never {
+    throw new Error("The fake runtime has no HTTP");
+  }
   /** The datagrams sent to notify sockets, in order. */
   readonly notifications: { path: string; message: string }[] = [];
   /** When set, openNotifySocket() rejects with it. */

@@ -103,6 +103,8 @@ export interface HttpServeOptions {
   port: number;
   hostname: string;
   reusePort: boolean;
+  /** TLS: the certificate chain and its private key, PEM; both or neither. */
+  tls?: { cert: string; key: string } | undefined;
   /**
    * The server stopped serving by itself: accepting failed (out of file
    * descriptors, on Deno); it listens again a second later. Never an
@@ -111,11 +113,54 @@ export interface HttpServeOptions {
   onFailure?: (error: unknown) => void;
 }
 
+/** What a handler learns of its request's connection. */
+export interface HttpRequestInfo {
+  /** The client's address (Bun looks it up on first read). */
+  readonly remoteAddr: {
+    readonly transport: "tcp";
+    readonly hostname: string;
+    readonly port: number;
+  };
+}
+
+/**
+ * A request handler as the adapters call it. `undefined` is Bun's answer
+ * for a request upgraded to a WebSocket (see
+ * {@linkcode HttpServerHandle.accept}).
+ */
+export type HttpHandler = (
+  request: Request,
+  info: HttpRequestInfo,
+) => Response | undefined | Promise<Response | undefined>;
+
+/**
+ * A WebSocket upgrade begun by {@linkcode Http.upgradeWebSocket}: the
+ * socket stays CONNECTING until the handler answers its request with
+ * `response`, which the server then accepts; nothing is upgraded before.
+ */
+export interface HttpUpgrade {
+  readonly socket: WebSocket;
+  readonly response: Response;
+  /** The handler answered otherwise: the socket fails without opening. */
+  refuse(): void;
+}
+
 /** A running HTTP server. */
 export interface HttpServerHandle {
   readonly port: number;
   readonly hostname: string;
-  /** Stops accepting and resolves once in-flight requests are answered. */
+  /**
+   * The handler answered `request` with `upgrade.response`: upgrades it,
+   * and says what to hand the runtime instead (Deno: its own 101 response,
+   * the socket opens once it is sent; Bun: `undefined`, the socket is open
+   * already). When the runtime refuses, the socket fails and the answer
+   * is a 400.
+   */
+  accept(request: Request, upgrade: HttpUpgrade): Response | undefined;
+  /**
+   * Stops accepting and resolves once in-flight requests are answered.
+   * (WebSockets are the caller's to close first: on Bun it waits for them.)
+   */
   shutdown(): Promise<void>;
 }
 
@@ -245,8 +290,14 @@ export interface Http {
   reusePortError(): string | null;
   serve(
     options: HttpServeOptions,
-    handler: (request: Request) => Response | Promise<Response>,
+    handler: HttpHandler,
   ): Promise<HttpServerHandle>;
+  /**
+   * Begins upgrading `request` (a request of a server of {@linkcode serve}
+   * that asks for a WebSocket: the caller checked its headers) to a
+   * WebSocket speaking `protocol` (one of those the client offered).
+   */
+  upgradeWebSocket(request: Request, protocol?: string): HttpUpgrade;
 }
 
 /** A datagram socket connected to systemd's notify socket (see sd_notify(3)). */

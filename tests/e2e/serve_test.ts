@@ -1,16 +1,22 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import https from "node:https";
 import { Socket } from "node:net";
-import { serve } from "../../mod.ts";
+import { serve, upgradeWebSocket } from "../../mod.ts";
+import { selfSignedCertificate } from "../_cert.ts";
 import {
+  cleanup,
   fixture,
   freePort,
   httpGet,
   runtime,
   startScript,
+  stopAndCheck,
+  waitAllGone,
   waitFor,
 } from "../_helpers.ts";
 import { Connection } from "../_load.ts";
+import { openWebSocket, type WebSocketClient } from "../_websocket.ts";
 
 describe("serve()", () => {
   test("two servers share one port with reusePort", async () => {
@@ -231,6 +237,324 @@ describe("serve()", () => {
     }
   });
 });
+
+describe("serve(): the client's address, WebSockets, TLS", () => {
+  test("info.remoteAddr is the client's address, in sync and async handlers", async () => {
+    const port = await freePort();
+    const server = await serve({ port }, async (request, info) => {
+      if (new URL(request.url).pathname === "/sync") {
+        return new Response(JSON.stringify(info.remoteAddr));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      return new Response(JSON.stringify(info.remoteAddr));
+    });
+    try {
+      for (const path of ["/sync", "/async"]) {
+        const { body, localPort } = await getFrom(port, path);
+        assert.deepEqual(JSON.parse(body), {
+          transport: "tcp",
+          hostname: "127.0.0.1",
+          port: localPort,
+        });
+      }
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("upgradeWebSocket(): text and binary echo, subprotocol, close codes both ways", async () => {
+    const port = await freePort();
+    const serverSaw: string[] = [];
+    const serverClosed = Promise.withResolvers<string>();
+    const server = await serve({ port }, (request) => {
+      const path = new URL(request.url).pathname;
+      const { socket, response } = upgradeWebSocket(
+        request,
+        path === "/chat" ? { protocol: "chat.v2" } : {},
+      );
+      socket.onopen = () => serverSaw.push(`open ${socket.protocol}`);
+      socket.onmessage = (event) => {
+        const data = event.data;
+        if (data === "close please") socket.close(4001, "as asked");
+        else if (typeof data === "string") socket.send(`echo ${data}`);
+        else {
+          serverSaw.push(`binary ${data instanceof ArrayBuffer}`);
+          socket.send(new Uint8Array(data).reverse());
+        }
+      };
+      socket.addEventListener("close", (event) => {
+        serverClosed.resolve(`${event.code} ${event.reason}`);
+      });
+      return response;
+    });
+    try {
+      const chat = await openWebSocket(`ws://127.0.0.1:${port}/chat`, [
+        "chat.v1",
+        "chat.v2",
+      ]);
+      assert.equal(chat.socket.protocol, "chat.v2");
+      assert.equal(await chat.ask("hi"), "echo hi");
+      const bytes = await chat.ask(new Uint8Array([1, 2, 3]));
+      assert.deepEqual([...new Uint8Array(bytes as ArrayBuffer)], [3, 2, 1]);
+      chat.socket.close(4000, "client done");
+      assert.deepEqual(await chat.closed, {
+        code: 4000,
+        reason: "client done",
+      });
+      assert.equal(await serverClosed.promise, "4000 client done");
+      assert.deepEqual(serverSaw, ["open chat.v2", "binary true"]);
+
+      const plain = await openWebSocket(`ws://127.0.0.1:${port}/`);
+      assert.equal(plain.socket.protocol, "");
+      plain.socket.send("close please");
+      assert.deepEqual(await plain.closed, { code: 4001, reason: "as asked" });
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("an async handler upgrades after awaits; an upgrade answered otherwise is dropped", async () => {
+    const port = await freePort();
+    const tick = () => new Promise((resolve) => setTimeout(resolve, 1));
+    const refused: string[] = [];
+    const refusedClosed = Promise.withResolvers<void>();
+    const server = await serve({ port }, async (request, info) => {
+      await tick();
+      const { socket, response } = upgradeWebSocket(request);
+      if (new URL(request.url).pathname === "/refuse") {
+        socket.onopen = () => refused.push("open");
+        socket.onerror = () => refused.push("error");
+        socket.onclose = (event) => {
+          refused.push(`close ${event.code} ${event.wasClean}`);
+          refusedClosed.resolve();
+        };
+        // On Deno's own upgradeWebSocket, this would close the server.
+        return new Response("no", { status: 403 });
+      }
+      // Listeners set after another await miss nothing: the socket opens
+      // once the response is returned, on Bun as on Deno; until then the
+      // request can still be read.
+      await tick();
+      const who = `${info.remoteAddr.hostname} ${
+        request.headers.get("upgrade")
+      }`;
+      socket.onopen = () => socket.send(`welcome ${who}`);
+      socket.onmessage = (event) => socket.send(`echo ${event.data}`);
+      return response;
+    });
+    try {
+      await assert.rejects(openWebSocket(`ws://127.0.0.1:${port}/refuse`));
+      await refusedClosed.promise;
+      assert.deepEqual(refused, ["error", "close 1006 false"]);
+      const client = await openWebSocket(`ws://127.0.0.1:${port}/`);
+      assert.equal(await client.next(), "welcome 127.0.0.1 websocket");
+      assert.equal(await client.ask("again"), "echo again");
+      client.socket.close(1000);
+      await client.closed;
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("upgradeWebSocket() on a request that asks for no WebSocket throws a TypeError", async () => {
+    const port = await freePort();
+    const server = await serve({ port }, (request) => {
+      const path = new URL(request.url).pathname;
+      try {
+        upgradeWebSocket(request, path === "/ws" ? { protocol: "x" } : {});
+        return new Response("upgraded?!");
+      } catch (error) {
+        return new Response(
+          `${(error as Error).name}: ${(error as Error).message}`,
+        );
+      }
+    });
+    try {
+      assert.equal(
+        await httpGet(port),
+        "TypeError: Cannot upgrade to a WebSocket: the request has no Upgrade header",
+      );
+      // A WebSocket that offers no protocol "x".
+      await assert.rejects(openWebSocket(`ws://127.0.0.1:${port}/ws`, ["y"]));
+      assert.throws(() => upgradeWebSocket("nope" as never), {
+        name: "TypeError",
+        message:
+          'Cannot upgrade to a WebSocket: expected a Request, got "nope"',
+      });
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("shutdown() closes an open WebSocket with 1001 (going away)", async () => {
+    const port = await freePort();
+    const server = await serve({ port }, (request) => {
+      const { socket, response } = upgradeWebSocket(request);
+      socket.onmessage = (event) => socket.send(event.data);
+      return response;
+    });
+    const client = await openWebSocket(`ws://127.0.0.1:${port}/`);
+    assert.equal(await client.ask("still here"), "still here");
+    await server.shutdown();
+    assert.deepEqual(await client.closed, { code: 1001, reason: "going away" });
+  });
+
+  test("a WebSocket echo through a pool of two workers", async () => {
+    const port = await freePort();
+    const master = startScript(fixture("websocket_pool.ts"), {
+      FIXTURE_PORT: String(port),
+    });
+    const clients: WebSocketClient[] = [];
+    try {
+      const pids = new Set<string>();
+      await waitFor("two workers to answer WebSockets", async () => {
+        const client = await openWebSocket(`ws://127.0.0.1:${port}/`).catch(
+          () => null, // no worker listens yet
+        );
+        if (client === null) return false;
+        clients.push(client);
+        const [id, pid, text] = String(await client.ask("hello")).split(" ");
+        assert.match(id, /^[01]$/);
+        assert.equal(text, "hello");
+        pids.add(pid);
+        return pids.size === 2;
+      });
+      for (const client of clients) client.socket.close(1000);
+      await stopAndCheck(master);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("SIGTERM to a pool closes its open WebSockets with 1001", async () => {
+    const port = await freePort();
+    const master = startScript(fixture("websocket_pool.ts"), {
+      FIXTURE_PORT: String(port),
+    });
+    try {
+      const clients: WebSocketClient[] = [];
+      const pids = new Set<string>();
+      await waitFor("two workers to answer WebSockets", async () => {
+        const client = await openWebSocket(`ws://127.0.0.1:${port}/`).catch(
+          () => null,
+        );
+        if (client === null) return false;
+        clients.push(client);
+        pids.add(String(await client.ask("hello")).split(" ")[1]);
+        return pids.size === 2;
+      });
+      master.kill("SIGTERM");
+      for (const client of clients) {
+        assert.deepEqual(await client.closed, {
+          code: 1001,
+          reason: "going away",
+        });
+      }
+      assert.equal((await master.exited).code, 0, master.output());
+      await waitAllGone(master.tag);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("cert and key serve HTTPS, trusted by a client given that certificate", async () => {
+    const { cert, key } = await selfSignedCertificate();
+    const port = await freePort();
+    const server = await serve(
+      { port, cert, key },
+      (request, info) =>
+        new Response(
+          `${new URL(request.url).protocol} ${info.remoteAddr.hostname}`,
+        ),
+    );
+    try {
+      assert.equal(await httpsGet(port, cert), "200 https: 127.0.0.1");
+      // A client that does not trust it refuses it.
+      await assert.rejects(httpsGet(port, undefined), {
+        code: "DEPTH_ZERO_SELF_SIGNED_CERT",
+      });
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  test("rejects a lone or malformed cert or key before listening", async () => {
+    const { cert, key } = await selfSignedCertificate();
+    const bad: [Record<string, unknown>, string][] = [
+      [{ cert }, "TLS needs both cert and key, got only cert"],
+      [{ key }, "TLS needs both cert and key, got only key"],
+      [
+        { cert: "cert.pem", key },
+        'cert must be a PEM string (-----BEGIN CERTIFICATE-----…), got "cert.pem"',
+      ],
+      [
+        { cert: new Uint8Array(4), key },
+        "cert must be a PEM string (-----BEGIN CERTIFICATE-----…), got object Uint8Array",
+      ],
+      [
+        { cert, key: "key.pem" },
+        "key must be a PEM string (-----BEGIN PRIVATE KEY-----…), got a string of 7 characters with no -----BEGIN line",
+      ],
+      [
+        { cert, key: 42 },
+        "key must be a PEM string (-----BEGIN PRIVATE KEY-----…), got 42",
+      ],
+    ];
+    for (const [options, message] of bad) {
+      // Port 1: listening would fail with another message.
+      await assert.rejects(
+        serve({ port: 1, ...options }, () => new Response()),
+        { name: "TypeError", message: `Cannot serve: ${message}` },
+      );
+    }
+  });
+});
+
+/** A GET on a fresh connection: the body, and the client's own port. */
+function getFrom(
+  port: number,
+  path: string,
+): Promise<{ body: string; localPort: number }> {
+  return new Promise((resolve, reject) => {
+    const socket = new Socket();
+    let text = "";
+    let localPort = 0;
+    socket.once("error", reject);
+    socket.on(
+      "data",
+      (chunk: Uint8Array) => text += new TextDecoder().decode(chunk),
+    );
+    socket.once("close", () => {
+      const split = text.indexOf("\r\n\r\n");
+      if (!text.startsWith("HTTP/1.1 200") || split === -1) {
+        reject(new Error(`Bad response: ${JSON.stringify(text.slice(0, 80))}`));
+      } else resolve({ body: text.slice(split + 4), localPort });
+    });
+    socket.connect(port, "127.0.0.1", () => {
+      localPort = socket.localPort!;
+      socket.write(
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+      );
+    });
+  });
+}
+
+/** An HTTPS GET of / trusting only `ca`: "<status> <body>". */
+function httpsGet(port: number, ca: string | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = https.request(
+      { host: "127.0.0.1", port, path: "/", ca, agent: false },
+      (response) => {
+        let body = "";
+        response.setEncoding("utf8");
+        response.on("data", (chunk: string) => body += chunk);
+        response.on("end", () => resolve(`${response.statusCode} ${body}`));
+      },
+    );
+    request.once("error", reject);
+    request.end();
+  });
+}
 
 /** One GET on a fresh connection; resolves with the whole raw response. */
 function rawGet(port: number, path: string): Promise<string> {

@@ -84,6 +84,33 @@ export interface BunServer {
   readonly port: number;
   readonly hostname: string;
   stop(closeActiveConnections?: boolean): Promise<void>;
+  /** The client's address; null once the request was answered. */
+  requestIP(
+    request: Request,
+  ): { address: string; family: string; port: number } | null;
+  /** Upgrades now (the `open` handler runs before it returns); false if not. */
+  upgrade(
+    request: Request,
+    options: { data: unknown; headers?: Record<string, string> | undefined },
+  ): boolean;
+}
+/** A WebSocket of `Bun.serve`; `data` is what `upgrade` was given. */
+export interface BunServerWebSocket<Data> {
+  readonly data: Data;
+  binaryType: "nodebuffer" | "arraybuffer" | "uint8array";
+  /** Bytes sent, -1 when queued (backpressure), 0 when dropped. */
+  send(data: string | ArrayBufferLike | ArrayBufferView): number;
+  close(code?: number, reason?: string): void;
+  getBufferedAmount(): number;
+}
+/** The `websocket` option of `Bun.serve`. */
+export interface BunWebSocketHandlers<Data> {
+  open(ws: BunServerWebSocket<Data>): void;
+  message(
+    ws: BunServerWebSocket<Data>,
+    message: string | ArrayBuffer | Uint8Array,
+  ): void;
+  close(ws: BunServerWebSocket<Data>, code: number, reason: string): void;
 }
 export interface BunGlobal {
   readonly version: string;
@@ -102,10 +129,15 @@ export interface BunGlobal {
   connect(
     options: { unix: string; socket: BunSocketHandlers },
   ): Promise<BunSocket>;
-  serve(options: {
+  serve<Data>(options: {
     port: number;
     hostname: string;
     reusePort: boolean;
-    fetch: (request: Request) => Response | Promise<Response>;
+    tls?: { cert: string; key: string } | undefined;
+    fetch: (
+      request: Request,
+      server: BunServer,
+    ) => Response | undefined | Promise<Response | undefined>;
+    websocket: BunWebSocketHandlers<Data>;
   }): BunServer;
 }
