@@ -128,10 +128,11 @@ export class Proc {
   }
 }
 
-/** One GET on a fresh connection; the body, or null on any failure. */
+/** One GET of `path` on a fresh connection; the body, or null on any failure. */
 export function httpOnce(
   port: number,
   timeoutMs = 250,
+  path = "/",
 ): Promise<string | null> {
   return new Promise((resolve) => {
     const socket = new Socket();
@@ -156,7 +157,7 @@ export function httpOnce(
     socket.on("close", () => done(null));
     socket.connect(port, "127.0.0.1", () => {
       socket.write(
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
       );
     });
   });

@@ -33,6 +33,7 @@ import {
 import { chart } from "./_chart.ts";
 import { reload } from "./reload.ts";
 import { heartbeat, HEARTBEAT_BASELINE } from "./heartbeat.ts";
+import { cliServe } from "./cli.ts";
 
 const { values } = parseArgs({
   options: {
@@ -73,6 +74,7 @@ const suite: Record<string, (r: RuntimeName) => Promise<Figure | Figure[]>> = {
   orphans: (r) => masterKill(r, options),
   crash: (r) => crashLoop(r, options),
   reload: (r) => reload(r, options),
+  cli: (r) => cliServe(r, options),
 };
 /** Benches left out for want of an option: what to say instead. */
 const skipped: Record<string, string> = {};

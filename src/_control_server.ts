@@ -8,13 +8,21 @@
  * @module
  */
 import type { ChildHandle } from "./_child.ts";
-import { FrameError, readFrames, toWorkerMessage } from "./_frames.ts";
+import {
+  encodeFrame,
+  FrameError,
+  readFrames,
+  toWorkerMessage,
+} from "./_frames.ts";
 import { answers } from "./_port_lock.ts";
 import {
   CONTROL_DIR_PREFIX,
   controlDirOwner,
   controlDirPrefix,
+  type ControlReply,
+  type ControlRequest,
   controlSocketPath,
+  isControlRequest,
   type WorkerMessage,
 } from "./_protocol.ts";
 import { describe } from "./errors.ts";
@@ -48,6 +56,8 @@ export interface ControlEvents {
   message(child: ChildHandle, message: WorkerMessage): void;
   /** A child's connection ended without its goodbye, or broke the protocol. */
   lost(child: ChildHandle, cause: string): void;
+  /** An operator's command; the connection gets the answer, then closes. */
+  command(request: ControlRequest): Promise<ControlReply>;
 }
 
 /** The control socket of one pool. */
@@ -176,7 +186,16 @@ export class ControlServer {
       this.#log.warn("dropped a control connection: no hello in time");
       connection.close();
     }, HELLO_TIMEOUT + HELLO_TIMEOUT_PER_PENDING * pending);
+    let command = false;
     readFrames(connection, (frame) => {
+      if (command) return; // one command per connection
+      if (child === null && isControlRequest(frame)) {
+        command = true;
+        this.#runtime.clearTimeout(hello);
+        settled();
+        void this.#answer(frame, connection);
+        return;
+      }
       const message = toWorkerMessage(frame);
       if (child === null) {
         child = this.#authenticate(message, connection);
@@ -209,6 +228,22 @@ export class ControlServer {
       this.#runtime.clearTimeout(hello);
       connection.close();
     });
+  }
+
+  /** Runs an operator's command and writes the answer. */
+  async #answer(request: ControlRequest, connection: Connection) {
+    let reply: ControlReply;
+    try {
+      reply = await this.#events.command(request);
+    } catch (error) {
+      reply = { ok: false, error: describe(error) };
+    }
+    try {
+      await connection.write(encodeFrame(reply));
+    } catch {
+      // The operator gave up waiting: nothing to tell.
+    }
+    connection.close();
   }
 
   #authenticate(message: WorkerMessage, connection: Connection): ChildHandle {

@@ -12,6 +12,8 @@ import { ControlServer } from "./_control_server.ts";
 import type { ResolvedOptions } from "./_options.ts";
 import { Outputs } from "./_output.ts";
 import {
+  type ControlReply,
+  type ControlRequest,
   encodeWorkerEnv,
   heartbeatInterval,
   type WorkerMessage,
@@ -30,6 +32,8 @@ export interface LauncherEvents {
   lost(child: ChildHandle, cause: string): void;
   /** `child`, spawned for `slot`, exited and was reaped. */
   exited(slot: Slot, child: ChildHandle, status: ExitStatus): void;
+  /** An operator's command on the control socket. */
+  command(request: ControlRequest): Promise<ControlReply>;
 }
 
 /** The live processes of a pool, spawned and wired. */
@@ -59,7 +63,13 @@ export class Launcher {
     this.#control = parts.control;
     this.#outputs = parts.outputs;
     this.#events = parts.events;
-    this.#command = runtime.scriptCommand();
+    this.#command = parts.options.script === null
+      ? runtime.scriptCommand()
+      : runtime.moduleCommand(
+        parts.options.script.module,
+        parts.options.script.flags,
+        parts.options.script.args,
+      );
   }
 
   /**
@@ -82,6 +92,7 @@ export class Launcher {
       const control = await ControlServer.open(runtime, logs.log, {
         message: (child, message) => events.message(child, message),
         lost: (child, cause) => events.lost(child, cause),
+        command: (request) => events.command(request),
       });
       return new Launcher(runtime, {
         options,

@@ -80,6 +80,38 @@ export async function runMaster(
     log.info(`${signal} received`);
     run().catch((error) => log.debug(`${signal}: ${describe(error)}`));
   };
+  // The same operations, asked for on the control socket by `workerpool
+  // reload|scale|status -p FILE`: the answer says when it is done, or why not.
+  pool.answerCommands(async (request) => {
+    if (request.cmd === "status") return { ok: true, status: pool.status() };
+    if (pool.stopping || !pool.running) {
+      return { ok: false, error: `the pool is ${pool.state}` };
+    }
+    const what = request.cmd === "reload"
+      ? "reload"
+      : `scale ${
+        request.relative && request.size >= 0 ? "+" : ""
+      }${request.size}`;
+    log.info(`${what} asked for on the control socket`);
+    try {
+      if (request.cmd === "reload") {
+        await pool.reload();
+      } else {
+        const size = request.relative ? pool.size + request.size : request.size;
+        if (request.relative && size < 1) {
+          throw new Error(
+            `${pool.size} ${request.size < 0 ? "-" : "+"} ${
+              Math.abs(request.size)
+            } = ${size}: a pool keeps at least 1 worker`,
+          );
+        }
+        await parts.scale(size);
+      }
+    } catch (error) {
+      return { ok: false, error: describe(error) };
+    }
+    return { ok: true, status: pool.status() };
+  });
   // Kept until the process exits: a signal during the shutdown callbacks
   // must not kill the master by its default action.
   const removers = [

@@ -23,6 +23,11 @@ export const MAX_WORKERS = 1024;
 /** Options with defaults applied and checked. */
 export interface ResolvedOptions {
   ids: number[];
+  /**
+   * The module the workers run instead of this script (the `workerpool`
+   * command's own worker module), or null. Not a public option.
+   */
+  script: { module: string; flags: string[]; args: string[] } | null;
   checkInterval: number;
   workerTimeout: number;
   readyTimeout: number;
@@ -138,6 +143,7 @@ export function resolveOptions(options: SupervisorOptions): ResolvedOptions {
   checkKeys(ACTION, options, KNOWN_OPTIONS);
   const resolved: ResolvedOptions = {
     ids: resolveIds(options.workers ?? 2),
+    script: null,
     checkInterval: time("checkInterval", options.checkInterval, 1000, 1),
     // Heartbeats go every workerTimeout / 5: below 100 ms they would be
     // too close together for a busy event loop to keep up.

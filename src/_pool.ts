@@ -42,6 +42,8 @@ import { plural } from "./_text.ts";
 import { Ticker } from "./_ticker.ts";
 import type { ResolvedOptions } from "./_options.ts";
 import {
+  type ControlReply,
+  type ControlRequest,
   ExitCode,
   heartbeatInterval,
   type WorkerMessage,
@@ -72,12 +74,25 @@ export interface PoolEvents {
   stopping(): void;
 }
 
-const NO_EVENTS: PoolEvents = {
-  changed() {},
-  reloadBegan() {},
-  reloadEnded() {},
-  stopping() {},
-};
+/** Every observer of a pool told of one event. */
+class Observers implements PoolEvents {
+  list: Partial<PoolEvents>[] = [];
+  changed() {
+    for (const observer of this.list) observer.changed?.();
+  }
+  reloadBegan() {
+    for (const observer of this.list) observer.reloadBegan?.();
+  }
+  reloadEnded(failure: string | null) {
+    for (const observer of this.list) observer.reloadEnded?.(failure);
+  }
+  stopping() {
+    for (const observer of this.list) observer.stopping?.();
+  }
+}
+
+/** Answers an operator's command (see `ControlRequest`). */
+export type CommandHandler = (request: ControlRequest) => Promise<ControlReply>;
 
 /** Where the pool runs: set by `start()`. */
 interface Running {
@@ -102,7 +117,9 @@ export class Pool {
   #haltCause: string | null = null;
   #stopped = Promise.withResolvers<void>();
   #readiness = new Readiness();
-  #events: PoolEvents = NO_EVENTS;
+  #events = new Observers();
+  #commands: CommandHandler = () =>
+    Promise.resolve({ ok: false, error: "this master takes no commands" });
   /** Set while a stop waits out `shutdownDelay`. */
   #drain: Timer | undefined;
   #startedAt: number | null = null;
@@ -137,9 +154,14 @@ export class Pool {
     return socket.slice(0, socket.lastIndexOf("/"));
   }
 
-  /** Sends the pool's events to `events` (one listener). */
-  observe(events: PoolEvents): void {
-    this.#events = events;
+  /** Tells `events` of the pool's events, beside the other observers. */
+  observe(events: Partial<PoolEvents>): void {
+    this.#events.list.push(events);
+  }
+
+  /** Answers operators' commands on the control socket with `handler`. */
+  answerCommands(handler: CommandHandler): void {
+    this.#commands = handler;
   }
 
   /** Where the pool is, as `PoolStatus.state` says it. */
@@ -271,6 +293,7 @@ export class Pool {
       message: (child, message) => this.#onMessage(child, message),
       lost: (child, cause) => this.#onLost(child, cause),
       exited: (slot, child, status) => this.#onExit(slot, child, status),
+      command: (request) => this.#commands(request),
     });
     const { checkInterval, workerTimeout, readyTimeout } = this.#options;
     const ports = new PortLocks(runtime, log, {

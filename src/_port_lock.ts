@@ -104,7 +104,7 @@ export async function isLiveMaster(
 export class PortHeldError extends Error {
   constructor(port: number, holder: number) {
     super(
-      `port ${port} is served by the workerpool of master pid ${holder}; start with takeover: true to replace that pool, or use another port`,
+      `port ${port} is served by the workerpool of master pid ${holder}; start with takeover: true (workerpool serve --takeover) to replace that pool, or use another port`,
     );
     this.name = "PortHeldError";
   }

@@ -142,6 +142,31 @@ export function takeWorkerEnv(
   };
 }
 
+/**
+ * What an operator's command (`workerpool status|reload|scale -p FILE`)
+ * asks a master, as the first and only frame of its connection to the
+ * control socket. The socket's directory is private to the master's user:
+ * whoever can connect could signal the master anyway.
+ */
+export type ControlRequest =
+  | { t: "ctl"; cmd: "status" }
+  | { t: "ctl"; cmd: "reload" }
+  /** `size` workers; with `relative`, that many more (or fewer). */
+  | { t: "ctl"; cmd: "scale"; size: number; relative?: boolean };
+
+/** The master's one answer to a {@linkcode ControlRequest}. */
+export type ControlReply =
+  | { ok: true; status: unknown }
+  | { ok: false; error: string };
+
+/** Whether a parsed frame is a {@linkcode ControlRequest}. */
+export function isControlRequest(value: unknown): value is ControlRequest {
+  const v = value as { t?: unknown; cmd?: unknown; size?: unknown } | null;
+  if (typeof v !== "object" || v === null || v.t !== "ctl") return false;
+  if (v.cmd === "status" || v.cmd === "reload") return true;
+  return v.cmd === "scale" && Number.isSafeInteger(v.size);
+}
+
 /** Control directories are named `workerpool-<master pid>-<random>`. */
 export const CONTROL_DIR_PREFIX = "workerpool-";
 /** The control socket's name inside its directory. */

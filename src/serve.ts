@@ -460,8 +460,12 @@ function serveLogger(pid: number): Logger {
   return createLogger("workerpool.serve", sink);
 }
 
-/** The default `onError`: the error, with its stack, in the worker's log. */
-function logRequestError(
+/**
+ * The default `onError`: the error, with its stack, in the worker's log
+ * (also what the `workerpool` command's access log calls when the app has
+ * no `onError`).
+ */
+export function logRequestError(
   error: unknown,
   request: Request,
   pid: number,

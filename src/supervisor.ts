@@ -31,6 +31,20 @@ import {
 } from "./worker.ts";
 
 /**
+ * Sets up `supervisor` for the `workerpool` command (not public API): its
+ * workers run module `script.module` (with the runtime flags and arguments
+ * given) instead of this script, and `onPool` is given the master's pool
+ * once it exists.
+ */
+export let forCommand: (
+  supervisor: Supervisor,
+  setup: {
+    script: { module: string; flags: string[]; args: string[] };
+    onPool(pool: Pool): void;
+  },
+) => void;
+
+/**
  * Keeps a pool of worker processes alive. The same script runs in the master
  * and in every worker: `main()` runs the pool in the master, and the worker
  * lifecycle in a process the master spawned. Top-level code runs in every
@@ -66,7 +80,16 @@ export class Supervisor {
   #pool: Pool | null = null;
   /** A stop asked for before main() ran. */
   #stopBeforeMain: "SIGTERM" | "SIGINT" | null = null;
+  /** Told of the pool once the master made it (the `workerpool` command). */
+  #onPool: ((pool: Pool) => void) | null = null;
   #startCallbacks: LifecycleCallback[] = [];
+
+  static {
+    forCommand = (supervisor, setup) => {
+      supervisor.#options.script = setup.script;
+      supervisor.#onPool = setup.onPool;
+    };
+  }
   #shutdownCallbacks: LifecycleCallback[] = [];
 
   /**
@@ -258,6 +281,7 @@ export class Supervisor {
       import("./_master_main.ts"),
     ]);
     this.#pool = new Pool(this.#options, this.#slots);
+    this.#onPool?.(this.#pool);
     if (this.#stopBeforeMain !== null) {
       this.#pool.shutdown(this.#stopBeforeMain);
     }

@@ -13,6 +13,7 @@ import type {
   SignalName,
   SpawnOptions,
   Timer,
+  Watcher,
 } from "../src/runtime/mod.ts";
 
 /** Thrown by the fake `exit()`, carrying the code. */
@@ -192,6 +193,21 @@ export class FakeRuntime implements Runtime {
   scriptCommand() {
     return { command: "runtime", args: ["script.ts"] };
   }
+  moduleCommand(script: string, flags: string[] = [], args: string[] = []) {
+    return { command: "runtime", args: [...flags, script, ...args] };
+  }
+  mainModule() {
+    return "file:///script.ts";
+  }
+  args() {
+    return [];
+  }
+  setEnv(name: string, value: string) {
+    this.env.set(name, value);
+  }
+  stdoutIsTerminal() {
+    return false;
+  }
   missingPoolPermission() {
     return null;
   }
@@ -245,6 +261,12 @@ export class FakeRuntime implements Runtime {
   }
   exit(code: number): never {
     throw new FakeExit(code);
+  }
+  writeStdout(_data: Uint8Array): Promise<void> {
+    return Promise.resolve();
+  }
+  watch(): Watcher {
+    return { close() {} };
   }
   writeStderr(data: Uint8Array): Promise<void> {
     this.stderr.push(new TextDecoder().decode(data));

@@ -5,6 +5,7 @@ import { after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import https from "node:https";
 import { createServer, Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { detectRuntime, loadRuntime } from "../src/runtime/mod.ts";
@@ -52,14 +53,21 @@ export function startScript(
     detached?: boolean;
     fileLimit?: number;
     wrapper?: string[];
+    /** Arguments after the script. */
+    args?: string[];
   } = {},
 ): Master {
-  const { denoFlags = ["-A"], detached = false, fileLimit, wrapper = [] } =
-    options;
+  const {
+    denoFlags = ["-A"],
+    detached = false,
+    fileLimit,
+    wrapper = [],
+    args = [],
+  } = options;
   const tag = `t${crypto.randomUUID()}`;
   let argv = detectRuntime() === "deno"
-    ? [process.execPath, "run", ...denoFlags, script]
-    : [process.execPath, script];
+    ? [process.execPath, "run", ...denoFlags, script, ...args]
+    : [process.execPath, script, ...args];
   if (fileLimit !== undefined) {
     // The shell sets the open-file limit and execs: the pid stays the script's.
     argv = ["sh", "-c", `ulimit -n ${fileLimit} && exec "$@"`, "sh", ...argv];
@@ -267,4 +275,24 @@ export function controlSocketOf(pid: number): string {
   const environ = readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
   const name = "WORKERPOOL_CONTROL_SOCKET=";
   return environ.find((v) => v.startsWith(name))!.slice(name.length);
+}
+
+/** An HTTPS GET of / trusting only `ca`: "<status> <body>". */
+export function httpsGet(
+  port: number,
+  ca: string | undefined,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = https.request(
+      { host: "127.0.0.1", port, path: "/", ca, agent: false },
+      (response) => {
+        let body = "";
+        response.setEncoding("utf8");
+        response.on("data", (chunk: string) => body += chunk);
+        response.on("end", () => resolve(`${response.statusCode} ${body}`));
+      },
+    );
+    request.once("error", reject);
+    request.end();
+  });
 }

@@ -206,6 +206,19 @@ export interface FileSystem {
    * or a socket (opening one waits for a reader, without end).
    */
   openAppend(path: string): Promise<AppendFile>;
+  /** Writes to stdout, all of `data`. */
+  writeStdout(data: Uint8Array): Promise<void>;
+  /**
+   * Watches files and folders (folders recursively); `onChange` gets the
+   * path of each file created, changed or removed.
+   */
+  watch(paths: string[], onChange: (path: string) => void): Watcher;
+}
+
+/** A watch on files, from {@linkcode FileSystem.watch}. */
+export interface Watcher {
+  /** Stops watching. Idempotent. */
+  close(): void;
 }
 
 /** Processes, signals, the environment and time (the adapters' process.ts). */
@@ -215,6 +228,24 @@ export interface Processes extends Clock {
    * runtime flags (Deno: never more permissions than this process has).
    */
   scriptCommand(): { command: string; args: string[] };
+  /**
+   * The command that runs module `script` (a path or URL) with this
+   * process's runtime flags and `flags`, then `args`: what the
+   * `workerpool` command's workers run, however its master was started.
+   */
+  moduleCommand(
+    script: string,
+    flags?: string[],
+    args?: string[],
+  ): { command: string; args: string[] };
+  /** The URL of the module this process runs (its main module). */
+  mainModule(): string;
+  /** This process's arguments, after the script. */
+  args(): string[];
+  /** Sets an environment variable of this process (its children inherit it). */
+  setEnv(name: string, value: string): void;
+  /** Whether this process's stdout is a terminal. */
+  stdoutIsTerminal(): boolean;
   /**
    * The permissions the current process lacks to run a pool (Deno flags),
    * or null.

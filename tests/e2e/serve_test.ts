@@ -1,6 +1,5 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import https from "node:https";
 import { Socket } from "node:net";
 import { serve, upgradeWebSocket } from "../../mod.ts";
 import { selfSignedCertificate } from "../_cert.ts";
@@ -9,6 +8,7 @@ import {
   fixture,
   freePort,
   httpGet,
+  httpsGet,
   runtime,
   startScript,
   stopAndCheck,
@@ -536,23 +536,6 @@ function getFrom(
         `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
       );
     });
-  });
-}
-
-/** An HTTPS GET of / trusting only `ca`: "<status> <body>". */
-function httpsGet(port: number, ca: string | undefined): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const request = https.request(
-      { host: "127.0.0.1", port, path: "/", ca, agent: false },
-      (response) => {
-        let body = "";
-        response.setEncoding("utf8");
-        response.on("data", (chunk: string) => body += chunk);
-        response.on("end", () => resolve(`${response.statusCode} ${body}`));
-      },
-    );
-    request.once("error", reject);
-    request.end();
   });
 }
 

@@ -11,6 +11,23 @@ import { bun, code, fs, node } from "./globals.ts";
 /** The file operations, and stderr writes that never block the loop. */
 export const files: FileSystem = {
   writeStderr: (data) => writeAll(2, data),
+  writeStdout: (data) => writeAll(1, data),
+  watch(paths, onChange) {
+    const watchers = paths.map((path) => {
+      const folder = fs().statSync(path).isDirectory();
+      return fs().watch(
+        path,
+        { recursive: folder, persistent: true },
+        (_event, name) => {
+          if (!folder) return onChange(path);
+          if (name !== null) onChange(`${path.replace(/\/$/, "")}/${name}`);
+        },
+      );
+    });
+    return {
+      close: () => watchers.forEach((watcher) => watcher.close()),
+    };
+  },
   cwd: () => node().cwd(),
   tempDir,
   makeTempDir,

@@ -40,6 +40,7 @@ export interface NodeProcess {
   readonly execArgv: string[];
   readonly argv: string[];
   readonly env: Record<string, string | undefined>;
+  readonly stdout: { readonly isTTY?: boolean };
   cwd(): string;
   umask(mask: number): number;
   kill(pid: number, signal: string | number): void;

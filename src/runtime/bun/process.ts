@@ -27,6 +27,16 @@ export const processes: Processes = {
         command: node().execPath,
         args: [...node().execArgv, bun().main, ...node().argv.slice(2)],
       },
+  moduleCommand: (script, flags = [], args = []) => ({
+    command: node().execPath,
+    args: [...node().execArgv, ...flags, script, ...args],
+  }),
+  mainModule: () => `file://${encodeURI(bun().main)}`,
+  args: () => node().argv.slice(2),
+  setEnv(name, value) {
+    node().env[name] = value;
+  },
+  stdoutIsTerminal: () => node().stdout.isTTY === true,
   missingPoolPermission: () => null,
   getEnv: (name) => node().env[name],
   deleteEnv(name) {

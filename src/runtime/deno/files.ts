@@ -11,6 +11,27 @@ import { tempDir } from "./process.ts";
 /** The file operations, and stderr writes that never block the loop. */
 export const files: FileSystem = {
   writeStderr: (data) => writeAll(Deno.stderr, data),
+  writeStdout: (data) => writeAll(Deno.stdout, data),
+  watch(paths, onChange) {
+    const watcher = Deno.watchFs(paths, { recursive: true });
+    let closed = false;
+    void (async () => {
+      try {
+        for await (const event of watcher) {
+          for (const path of event.paths) onChange(path);
+        }
+      } catch (error) {
+        if (!closed) throw error;
+      }
+    })();
+    return {
+      close() {
+        if (closed) return;
+        closed = true;
+        watcher.close();
+      },
+    };
+  },
   cwd: () => Deno.cwd(),
   tempDir,
   makeTempDir: (prefix) => Promise.resolve(Deno.makeTempDirSync({ prefix })),

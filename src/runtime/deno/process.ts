@@ -29,6 +29,15 @@ const PERMISSIONS = [
 /** Processes, signals, the environment, time. */
 export const processes: Processes = {
   scriptCommand,
+  moduleCommand(script, flags = [], args = []) {
+    const base = scriptCommand();
+    const own = base.args.slice(0, base.args.length - Deno.args.length - 1);
+    return { command: base.command, args: [...own, ...flags, script, ...args] };
+  },
+  mainModule: () => Deno.mainModule,
+  args: () => [...Deno.args],
+  setEnv: (name, value) => Deno.env.set(name, value),
+  stdoutIsTerminal: () => Deno.stdout.isTerminal(),
   missingPoolPermission,
   getEnv(name) {
     // Reading without permission would prompt or throw; unknown means unset.
