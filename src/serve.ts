@@ -159,6 +159,7 @@ export async function serve(
   }
   if (reusePort) claimPort(port, holder);
   servers++;
+  (globalThis as Record<symbol, unknown>)[UPGRADE] ??= upgradeWebSocket;
   let stopping: Promise<void> | undefined;
   const shutdown = () => {
     // WebSockets are told first (no request of theirs can say Connection:
@@ -175,6 +176,12 @@ export async function serve(
   signal?.addEventListener("abort", shutdown, { once: true });
   return { port: server.port, hostname: server.hostname, shutdown };
 }
+
+/**
+ * Where the first copy of this package to start a server in a process puts
+ * its `upgradeWebSocket`, for the copies that started none.
+ */
+const UPGRADE = Symbol.for("workerpool.upgradeWebSocket");
 
 /** Requests this process's servers took, all servers together. */
 let served = 0;
@@ -236,6 +243,13 @@ export function upgradeWebSocket(
   }
   const runtime = loadedRuntime();
   if (servers === 0 || runtime === undefined) {
+    // Another copy of this package started the server (the `workerpool`
+    // command installed at one version, the app importing another): the
+    // copy that serves the request upgrades it.
+    const other = (globalThis as Record<symbol, unknown>)[UPGRADE];
+    if (typeof other === "function" && other !== upgradeWebSocket) {
+      return (other as typeof upgradeWebSocket)(request, options);
+    }
     throw refuse("no serve() server was started in this process");
   }
   const { protocol } = options ?? {};

@@ -4,6 +4,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  cpSync,
   existsSync,
   mkdirSync,
   readFileSync,
@@ -502,6 +503,43 @@ describe("workerpool serve: WebSockets and TLS", () => {
       }
       assert.equal((await master.exited).code, 0, master.output());
       await waitAllGone(master.tag);
+    } finally {
+      await cleanup(master);
+    }
+  });
+
+  test("an app importing upgradeWebSocket from another copy of the package", async () => {
+    // The command installed at one version, the app depending on another.
+    const copy = join(dir, "copy");
+    const root = fileURLToPath(new URL("../../", import.meta.url));
+    cpSync(join(root, "src"), join(copy, "src"), { recursive: true });
+    cpSync(join(root, "mod.ts"), join(copy, "mod.ts"));
+    const other = join(dir, "other_copy_app.ts");
+    writeFileSync(
+      other,
+      `import { upgradeWebSocket } from "${join(copy, "mod.ts")}";
+export default {
+  fetch(request: Request) {
+    const { socket, response } = upgradeWebSocket(request);
+    socket.onmessage = (event) => socket.send(\`copy \${event.data}\`);
+    return response;
+  },
+};
+`,
+    );
+    const port = await freePort();
+    const master = serve(["-w", "1", "--port", String(port), other]);
+    try {
+      const client = await waitFor("a WebSocket", async () => {
+        try {
+          return await openWebSocket(`ws://127.0.0.1:${port}/`);
+        } catch {
+          return undefined;
+        }
+      });
+      assert.equal(await client.ask("hi"), "copy hi");
+      client.socket.close();
+      await stopAndCheck(master);
     } finally {
       await cleanup(master);
     }
