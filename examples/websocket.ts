@@ -45,7 +45,7 @@ class WorkerHandler extends WorkerBase {
           );
         }
         const { socket, response } = upgradeWebSocket(request);
-        // Read before the response is sent (Bun forgets it then).
+        // Read while the handler runs: once answered, it is gone.
         const { hostname, port: clientPort } = info.remoteAddr;
         const client = `${hostname}:${clientPort}`;
         socket.onopen = () => this.logger.info(`${client} connected`);

@@ -478,9 +478,10 @@ export interface NetAddr {
 /** What a {@linkcode Handler} learns of its request besides the request. */
 export interface ServeHandlerInfo {
   /**
-   * The client's address (the proxy's, behind a proxy). On Bun it is
-   * looked up when first read, and Bun forgets it once the response is
-   * sent: read it before that (after, it reads `{ hostname: "", port: 0 }`).
+   * The client's address (the proxy's, behind a proxy). Read it before the
+   * handler returns (or the response of an async handler is ready): once
+   * the request is answered, or upgraded to a WebSocket, reading it throws
+   * a TypeError, on Deno as on Bun (where it is looked up when read).
    */
   readonly remoteAddr: NetAddr;
 }

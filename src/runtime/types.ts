@@ -115,7 +115,10 @@ export interface HttpServeOptions {
 
 /** What a handler learns of its request's connection. */
 export interface HttpRequestInfo {
-  /** The client's address (Bun looks it up on first read). */
+  /**
+   * The client's address (Bun looks it up when read); throws once the
+   * request was answered.
+   */
   readonly remoteAddr: {
     readonly transport: "tcp";
     readonly hostname: string;

@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Socket } from "node:net";
-import { serve, upgradeWebSocket } from "../../mod.ts";
+import { serve, type ServeHandlerInfo, upgradeWebSocket } from "../../mod.ts";
 import { selfSignedCertificate } from "../_cert.ts";
 import {
   cleanup,
@@ -241,7 +241,9 @@ describe("serve()", () => {
 describe("serve(): the client's address, WebSockets, TLS", () => {
   test("info.remoteAddr is the client's address, in sync and async handlers", async () => {
     const port = await freePort();
+    const infos: ServeHandlerInfo[] = [];
     const server = await serve({ port }, async (request, info) => {
+      infos.push(info);
       if (new URL(request.url).pathname === "/sync") {
         return new Response(JSON.stringify(info.remoteAddr));
       }
@@ -256,6 +258,10 @@ describe("serve(): the client's address, WebSockets, TLS", () => {
           hostname: "127.0.0.1",
           port: localPort,
         });
+      }
+      // Once answered, the address is gone, on Deno as on Bun.
+      for (const info of infos) {
+        assert.throws(() => info.remoteAddr, { name: "TypeError" });
       }
     } finally {
       await server.shutdown();

@@ -51,15 +51,14 @@ export const http: Http = {
 };
 
 /**
- * A handler's `info` on Bun: the client's address is looked up on first
- * read (a request on Bun has none of its own; the server forgets it once
- * the request is answered), so a handler that never reads it pays one
- * small object.
+ * A handler's `info` on Bun: the client's address is looked up when read
+ * (a request on Bun has none of its own), so a handler that never reads it
+ * pays one small object. Bun forgets it once the request is answered;
+ * reading it then throws, as on Deno (hence no cache).
  */
 class RequestInfo implements HttpRequestInfo {
   #request: Request;
   #server: BunServer;
-  #remoteAddr: HttpRequestInfo["remoteAddr"] | undefined;
 
   constructor(request: Request, server: BunServer) {
     this.#request = request;
@@ -67,13 +66,12 @@ class RequestInfo implements HttpRequestInfo {
   }
 
   get remoteAddr(): HttpRequestInfo["remoteAddr"] {
-    if (this.#remoteAddr !== undefined) return this.#remoteAddr;
     const ip = this.#server.requestIP(this.#request);
-    // Answered already: the address is gone (Deno would still have it).
-    return this.#remoteAddr = {
-      transport: "tcp",
-      hostname: ip?.address ?? "",
-      port: ip?.port ?? 0,
-    };
+    if (ip === null) {
+      throw new TypeError(
+        "Cannot read info.remoteAddr: the request was answered already",
+      );
+    }
+    return { transport: "tcp", hostname: ip.address, port: ip.port };
   }
 }
