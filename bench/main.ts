@@ -6,6 +6,10 @@
  *     deno task bench [--runs 5] [--seconds 4] [--idle 20] [--only name]
  *     bun bench/main.ts [same flags]
  *
+ * With `--only`, the figures chosen get a section of their own in
+ * results.md (and a chart, results-<names>.svg), replacing an earlier run
+ * of the same ones; the full table stays as it is.
+ *
  * `heartbeat` compares with another checkout, the code before the heartbeats
  * carried usage, and runs only when given one: `--before DIR`.
  */
@@ -125,7 +129,42 @@ const table = [header, header.map(() => "---"), ...figures.map(row)]
   .map((cells) => `| ${cells.join(" | ")} |`).join("\n");
 console.log(table);
 
-if (!values["no-write"]) {
+if (!values["no-write"] && values.only) {
+  // A partial run writes its own section (and chart) into results.md,
+  // replacing an earlier run of the same figures, leaving the rest as it is.
+  const name = values.only.join("-");
+  const svg = new URL(`./results-${name}.svg`, import.meta.url);
+  writeFileSync(svg, chart(figures));
+  spawnSync(BIN.deno, ["fmt", "--quiet", fileURLToPath(svg)]);
+  const path = new URL("./results.md", import.meta.url);
+  const existing = readText(path);
+  const heading = `\n## Figures run on their own: ${values.only.join(", ")}\n`;
+  const section = [
+    heading,
+    `- date: ${
+      new Date().toISOString()
+    }; runs: ${options.runs}, wrk ${options.seconds} s`,
+    `- command: \`${process.argv.slice(1).join(" ")}\``,
+    "",
+    `![chart](results-${name}.svg)`,
+    "",
+    table,
+    "",
+  ].join("\n");
+  const start = existing.indexOf(heading);
+  const end = start === -1 ? -1 : existing.indexOf("\n## ", start + 1);
+  const analysis = existing.indexOf("\n## Analysis");
+  const updated = start !== -1
+    ? existing.slice(0, start) + section +
+      (end === -1 ? "" : existing.slice(end))
+    : analysis !== -1
+    ? existing.slice(0, analysis) + section + existing.slice(analysis)
+    : existing + section;
+  writeFileSync(path, updated);
+  console.error(
+    `wrote a section of bench/results.md and ${fileURLToPath(svg)}`,
+  );
+} else if (!values["no-write"]) {
   const versions = runtimes.map((r) =>
     `${r} ${spawnSync(BIN[r], ["--version"]).stdout.toString().split("\n")[0]}`
   );
