@@ -1,6 +1,9 @@
 // A WebSocket client for the tests, on the runtime's own WebSocket: what
 // it receives is queued, so no message is missed between two awaits.
 
+import assert from "node:assert/strict";
+import { type Master, waitAllGone, waitFor } from "./_helpers.ts";
+
 /** How a WebSocket closed, as its client saw it. */
 export interface Closed {
   code: number;
@@ -59,4 +62,44 @@ export function openWebSocket(
       reject(new Error(`${url} closed before it opened (code ${code})`))
     );
   });
+}
+
+/**
+ * Opens WebSockets to `url`, sending `message` on each, until `count`
+ * distinct pids answered (`pidOf` reads the pid in an answer, and checks
+ * the answer); resolves with every client opened. Connections refused
+ * (no worker listens yet) are tried again.
+ */
+export async function socketsOnWorkers(
+  url: string,
+  count: number,
+  message: string,
+  pidOf: (answer: string) => string,
+): Promise<WebSocketClient[]> {
+  const clients: WebSocketClient[] = [];
+  const pids = new Set<string>();
+  await waitFor(`${count} workers to answer WebSockets`, async () => {
+    const client = await openWebSocket(url).catch(() => null);
+    if (client === null) return false;
+    clients.push(client);
+    pids.add(pidOf(String(await client.ask(message))));
+    return pids.size === count;
+  });
+  return clients;
+}
+
+/**
+ * SIGTERM to `master`: every client is closed with 1001 "going away", the
+ * master exits 0 and leaves no process behind.
+ */
+export async function stopClosesWebSockets(
+  master: Master,
+  clients: WebSocketClient[],
+): Promise<void> {
+  master.kill("SIGTERM");
+  for (const client of clients) {
+    assert.deepEqual(await client.closed, { code: 1001, reason: "going away" });
+  }
+  assert.equal((await master.exited).code, 0, master.output());
+  await waitAllGone(master.tag);
 }

@@ -34,7 +34,11 @@ import {
 } from "../_helpers.ts";
 import { startLoad } from "../_load.ts";
 import { selfSignedCertificate } from "../_cert.ts";
-import { openWebSocket, type WebSocketClient } from "../_websocket.ts";
+import {
+  openWebSocket,
+  socketsOnWorkers,
+  stopClosesWebSockets,
+} from "../_websocket.ts";
 
 const dir = testDir();
 const cli = fileURLToPath(new URL("../../cli.ts", import.meta.url));
@@ -487,22 +491,16 @@ describe("workerpool serve: WebSockets and TLS", () => {
   test("a WebSocket echo through two workers; open sockets get 1001 when the pool stops", async () => {
     const { port, master } = await livePool("ws");
     try {
-      const clients: WebSocketClient[] = [];
-      const pids = new Set<string>();
-      await waitFor("WebSockets on two workers", async () => {
-        const client = await openWebSocket(`ws://127.0.0.1:${port}/ws`);
-        clients.push(client);
-        const answer = String(await client.ask("ping"));
-        assert.match(answer, /^[01] \d+ ping$/);
-        pids.add(answer.split(" ")[1]);
-        return pids.size === 2;
-      });
-      master.kill("SIGTERM");
-      for (const client of clients) {
-        assert.equal((await client.closed).code, 1001);
-      }
-      assert.equal((await master.exited).code, 0, master.output());
-      await waitAllGone(master.tag);
+      const clients = await socketsOnWorkers(
+        `ws://127.0.0.1:${port}/ws`,
+        2,
+        "ping",
+        (answer) => {
+          assert.match(answer, /^[01] \d+ ping$/);
+          return answer.split(" ")[1]!;
+        },
+      );
+      await stopClosesWebSockets(master, clients);
     } finally {
       await cleanup(master);
     }

@@ -7,10 +7,9 @@ import {
   httpGet,
   startScript,
   stopAndCheck,
-  waitAllGone,
   waitFor,
 } from "../_helpers.ts";
-import { openWebSocket, type WebSocketClient } from "../_websocket.ts";
+import { socketsOnWorkers, stopClosesWebSockets } from "../_websocket.ts";
 
 /** Absolute path of an example script. */
 function example(name: string): string {
@@ -43,29 +42,17 @@ describe("examples, run as documented", () => {
       PORT: String(port),
     });
     try {
-      const clients: WebSocketClient[] = [];
-      const pids = new Set<string>();
-      await waitFor("both workers to answer", async () => {
-        const client = await openWebSocket(`ws://127.0.0.1:${port}/`).catch(
-          () => null, // no worker listens yet
-        );
-        if (client === null) return false;
-        clients.push(client);
-        const answer = String(await client.ask("hello"));
-        const match = /^#([01]) (\d+): hello$/.exec(answer);
-        assert.ok(match, answer);
-        pids.add(match[2]);
-        return pids.size === 2;
-      });
-      master.kill("SIGTERM");
-      for (const client of clients) {
-        assert.deepEqual(await client.closed, {
-          code: 1001,
-          reason: "going away",
-        });
-      }
-      assert.equal((await master.exited).code, 0, master.output());
-      await waitAllGone(master.tag);
+      const clients = await socketsOnWorkers(
+        `ws://127.0.0.1:${port}/`,
+        2,
+        "hello",
+        (answer) => {
+          const match = /^#([01]) (\d+): hello$/.exec(answer);
+          assert.ok(match, answer);
+          return match[2]!;
+        },
+      );
+      await stopClosesWebSockets(master, clients);
     } finally {
       await cleanup(master);
     }

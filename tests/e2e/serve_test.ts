@@ -12,11 +12,15 @@ import {
   runtime,
   startScript,
   stopAndCheck,
-  waitAllGone,
   waitFor,
 } from "../_helpers.ts";
 import { Connection } from "../_load.ts";
-import { openWebSocket, type WebSocketClient } from "../_websocket.ts";
+import {
+  openWebSocket,
+  socketsOnWorkers,
+  stopClosesWebSockets,
+  type WebSocketClient,
+} from "../_websocket.ts";
 
 describe("serve()", () => {
   test("two servers share one port with reusePort", async () => {
@@ -438,26 +442,13 @@ describe("serve(): the client's address, WebSockets, TLS", () => {
       FIXTURE_PORT: String(port),
     });
     try {
-      const clients: WebSocketClient[] = [];
-      const pids = new Set<string>();
-      await waitFor("two workers to answer WebSockets", async () => {
-        const client = await openWebSocket(`ws://127.0.0.1:${port}/`).catch(
-          () => null,
-        );
-        if (client === null) return false;
-        clients.push(client);
-        pids.add(String(await client.ask("hello")).split(" ")[1]);
-        return pids.size === 2;
-      });
-      master.kill("SIGTERM");
-      for (const client of clients) {
-        assert.deepEqual(await client.closed, {
-          code: 1001,
-          reason: "going away",
-        });
-      }
-      assert.equal((await master.exited).code, 0, master.output());
-      await waitAllGone(master.tag);
+      const clients = await socketsOnWorkers(
+        `ws://127.0.0.1:${port}/`,
+        2,
+        "hello",
+        (answer) => answer.split(" ")[1]!,
+      );
+      await stopClosesWebSockets(master, clients);
     } finally {
       await cleanup(master);
     }
