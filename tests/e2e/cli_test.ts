@@ -399,7 +399,10 @@ describe("workerpool serve --watch", () => {
     ]);
     try {
       await answering(port, 2);
-      await waitFor("the watcher", () => /ready on/.test(master.output()));
+      await waitFor(
+        "the watcher",
+        () => /watching .* for changes/.test(master.output()),
+      );
       const load = startLoad(port, 4);
       await waitFor("some load", () => load.result.ok > 50);
       // Saved as editors do: a new file renamed over the old one, twice
