@@ -3,7 +3,13 @@
 import process from "node:process";
 import { after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import https from "node:https";
 import { createServer, Socket } from "node:net";
@@ -295,4 +301,29 @@ export function httpsGet(
     request.once("error", reject);
     request.end();
   });
+}
+
+/** Linux's sysctl for moving connections queued on a closing listener. */
+export const MIGRATE = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+/** Why the load test cannot run here, or false. */
+export function migrateSkip(): string | false {
+  try {
+    const value = readFileSync(MIGRATE, "utf8").trim();
+    if (value === "1") return false;
+    writeFileSync(MIGRATE, "1");
+    writeFileSync(MIGRATE, value);
+    return false;
+  } catch (error) {
+    return `net.ipv4.tcp_migrate_req cannot be set here (${
+      (error as Error).message
+    }): without it Linux resets connections queued on a closing listener`;
+  }
+}
+
+/** Sets the sysctl; returns what restores it. */
+export function setMigrate(value: string): () => void {
+  const old = readFileSync(MIGRATE, "utf8").trim();
+  writeFileSync(MIGRATE, value);
+  return () => writeFileSync(MIGRATE, old);
 }

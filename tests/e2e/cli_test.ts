@@ -24,7 +24,9 @@ import {
   httpGet,
   httpsGet,
   type Master,
+  migrateSkip,
   runtime,
+  setMigrate,
   startScript,
   stopAndCheck,
   taggedPids,
@@ -385,6 +387,10 @@ describe("workerpool serve --watch", () => {
     );
     writeFileSync(watched, source);
     const port = await freePort();
+    // Without the sysctl, Linux resets connections queued on a closing
+    // listener (README, "Deploying new code"): counted, not asserted.
+    const migrate = migrateSkip() === false;
+    const restore = migrate ? setMigrate("1") : () => {};
     // Written inside the watched folder: not code, so never a reload.
     const access = join(folder, "access.log");
     const master = serve([
@@ -418,7 +424,8 @@ describe("workerpool serve --watch", () => {
         });
       }
       const result = await load.stop();
-      assert.equal(result.failed, 0, result.errors.join("\n"));
+      if (migrate) assert.equal(result.failed, 0, result.errors.join("\n"));
+      assert.ok(result.ok > 50);
       assert.match(master.output(), /app\.ts changed: reloading/);
       // One save, one reload: the access log written meanwhile is no change.
       assert.equal(master.output().match(/changed: reloading/g)?.length, 2);
@@ -426,6 +433,7 @@ describe("workerpool serve --watch", () => {
       assert.match(master.output(), /2 workers reloaded in \d+ ms/);
       await stopAndCheck(master);
     } finally {
+      restore();
       await cleanup(master);
     }
   });

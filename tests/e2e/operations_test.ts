@@ -21,8 +21,11 @@ import {
   getWhenUp,
   httpGet,
   type Master,
+  MIGRATE,
+  migrateSkip,
   readEvents,
   runtime,
+  setMigrate,
   startScript,
   stopAndCheck,
   taggedPids,
@@ -447,28 +450,4 @@ function lockHolder(port: number): number {
 /** The lock file of a port. */
 function lockOf(port: number): string {
   return `/tmp/workerpool-port-${port}.lock`;
-}
-
-const MIGRATE = "/proc/sys/net/ipv4/tcp_migrate_req";
-
-/** Why the load test cannot run here, or false. */
-function migrateSkip(): string | false {
-  try {
-    const value = readFileSync(MIGRATE, "utf8").trim();
-    if (value === "1") return false;
-    writeFileSync(MIGRATE, "1");
-    writeFileSync(MIGRATE, value);
-    return false;
-  } catch (error) {
-    return `net.ipv4.tcp_migrate_req cannot be set here (${
-      (error as Error).message
-    }): without it Linux resets connections queued on a closing listener`;
-  }
-}
-
-/** Sets the sysctl; returns what restores it. */
-function setMigrate(value: string): () => void {
-  const old = readFileSync(MIGRATE, "utf8").trim();
-  writeFileSync(MIGRATE, value);
-  return () => writeFileSync(MIGRATE, old);
 }
