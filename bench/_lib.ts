@@ -128,6 +128,24 @@ export class Proc {
   }
 }
 
+/** `deno serve --parallel` of `app` on 127.0.0.1:`port`, `workers` isolates. */
+export function denoServeParallel(
+  app: string,
+  port: number,
+  workers: number,
+): Proc {
+  return new Proc(BIN.deno, [
+    "serve",
+    "--parallel",
+    "-A",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    app,
+  ], { DENO_JOBS: String(workers) });
+}
+
 /** One GET of `path` on a fresh connection; the body, or null on any failure. */
 export function httpOnce(
   port: number,

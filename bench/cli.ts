@@ -6,6 +6,7 @@ import process from "node:process";
 import {
   BIN,
   childrenOf,
+  denoServeParallel,
   fixture,
   freePort,
   httpOnce,
@@ -66,17 +67,7 @@ function peer(runtime: RuntimeName): Contender {
     return {
       label: (workers) =>
         `deno serve --parallel, DENO_JOBS=${workers} (threads of 1 process)`,
-      start: (port, workers) =>
-        new Proc(BIN.deno, [
-          "serve",
-          "--parallel",
-          "-A",
-          "--host",
-          "127.0.0.1",
-          "--port",
-          String(port),
-          APP,
-        ], { DENO_JOBS: String(workers) }),
+      start: (port, workers) => denoServeParallel(APP, port, workers),
     };
   }
   return {

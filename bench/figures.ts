@@ -6,9 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import {
-  BIN,
   childrenOf,
   cpuSeconds,
+  denoServeParallel,
   distinctAnswers,
   fixture,
   freePort,
@@ -200,16 +200,7 @@ export async function throughput(
   };
   const measureParallel = async () => {
     const port = await freePort();
-    const p = new Proc(BIN.deno, [
-      "serve",
-      "--parallel",
-      "-A",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      fixture("serve_parallel.ts"),
-    ], { DENO_JOBS: String(workers) });
+    const p = denoServeParallel(fixture("serve_parallel.ts"), port, workers);
     await until(
       "deno serve to answer",
       async () => (await httpOnce(port, 100)) !== null,

@@ -10,8 +10,8 @@
  *
  * @module
  */
-import { CONTROL_DIR_PREFIX, controlSocketPath } from "./_protocol.ts";
-import type { Runtime } from "./runtime/mod.ts";
+import { controlDirPrefix, controlSocketPath } from "./_protocol.ts";
+import type { Connection, Runtime } from "./runtime/mod.ts";
 
 /**
  * Where the locks are: /tmp, not `$TMPDIR`, so that pools started with
@@ -91,13 +91,29 @@ export async function isLiveMaster(
   // does not answer.
   if (!runtime.exists(pid)) return false;
   if (socket !== undefined) return await answers(runtime, socket);
+  const connection = await connectMaster(runtime, pid);
+  connection?.close();
+  return connection !== null;
+}
+
+/**
+ * A connection to a control socket of master `pid` in this process's
+ * temporary folder, or null when none answers (the directories of an
+ * earlier process with this pid do not).
+ */
+export async function connectMaster(
+  runtime: Runtime,
+  pid: number,
+): Promise<Connection | null> {
   const base = runtime.tempDir().replace(/\/$/, "");
-  for (const name of runtime.readDir(base, `${CONTROL_DIR_PREFIX}${pid}-`)) {
-    if (await answers(runtime, controlSocketPath(`${base}/${name}`))) {
-      return true;
+  for (const name of runtime.readDir(base, controlDirPrefix(pid))) {
+    try {
+      return await runtime.connectUnix(controlSocketPath(`${base}/${name}`));
+    } catch {
+      // stale: its master is gone
     }
   }
-  return false;
+  return null;
 }
 
 /** A port another pool serves: the error names its master. */

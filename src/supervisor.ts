@@ -84,13 +84,14 @@ export class Supervisor {
   #onPool: ((pool: Pool) => void) | null = null;
   #startCallbacks: LifecycleCallback[] = [];
 
+  #shutdownCallbacks: LifecycleCallback[] = [];
+
   static {
     forCommand = (supervisor, setup) => {
       supervisor.#options.script = setup.script;
       supervisor.#onPool = setup.onPool;
     };
   }
-  #shutdownCallbacks: LifecycleCallback[] = [];
 
   /**
    * Creates a supervisor of `worker`. Throws `TypeError` / `RangeError` on

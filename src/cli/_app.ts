@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { absolute } from "../_path.ts";
 import { describe, describeValue } from "../errors.ts";
 import type { ServeHandlerInfo } from "../types.ts";
 
@@ -49,9 +50,8 @@ export interface App {
 /** The URL of the module at `path` (a path, relative to `cwd`, or a URL). */
 export function moduleUrl(path: string, cwd: string): string {
   if (/^(file|https?|jsr|npm):/.test(path)) return new URL(path).href;
-  const absolute = path.startsWith("/") ? path : `${cwd}/${path}`;
-  return new URL(`file://${encodeURI(absolute).replace(/[?#]/g, escape)}`)
-    .href;
+  const full = absolute(cwd, path);
+  return new URL(`file://${encodeURI(full).replace(/[?#]/g, escape)}`).href;
 }
 
 /**

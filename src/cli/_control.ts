@@ -9,13 +9,9 @@
  */
 import { encodeFrame, readFrames } from "../_frames.ts";
 import { readPid } from "../_pidfile.ts";
-import { isLiveMaster } from "../_port_lock.ts";
-import {
-  controlDirPrefix,
-  type ControlReply,
-  type ControlRequest,
-  controlSocketPath,
-} from "../_protocol.ts";
+import { connectMaster, isLiveMaster } from "../_port_lock.ts";
+import type { ControlReply, ControlRequest } from "../_protocol.ts";
+import { plural } from "../_text.ts";
 import { describe } from "../errors.ts";
 import type { Runtime } from "../runtime/mod.ts";
 import type { PoolStatus, WorkerInfo } from "../types.ts";
@@ -143,7 +139,9 @@ export async function controlCommand(
         deadline,
       );
       console.log(
-        `reloaded ${workers(status.size)} of master pid ${pid} in ${took()}`,
+        `reloaded ${
+          plural(status.size, "worker")
+        } of master pid ${pid} in ${took()}`,
       );
       return 0;
     }
@@ -156,7 +154,9 @@ export async function controlCommand(
         relative,
       }, deadline);
       console.log(
-        `master pid ${pid} has ${workers(status.size)}, ready, after ${took()}`,
+        `master pid ${pid} has ${
+          plural(status.size, "worker")
+        }, ready, after ${took()}`,
       );
       return 0;
     }
@@ -208,22 +208,10 @@ async function ask(
   request: ControlRequest,
   deadline: number,
 ): Promise<PoolStatus> {
-  const base = runtime.tempDir();
-  const dirs = runtime.readDir(base, controlDirPrefix(pid));
-  let connection = null;
-  for (const dir of dirs) {
-    try {
-      connection = await runtime.connectUnix(
-        controlSocketPath(`${base}/${dir}`),
-      );
-      break;
-    } catch {
-      // a stale directory of an earlier process with this pid
-    }
-  }
+  const connection = await connectMaster(runtime, pid);
   if (connection === null) {
     throw new CommandError(
-      `cannot reach master pid ${pid}: no control socket of it in ${base} (run this with the master's TMPDIR)`,
+      `cannot reach master pid ${pid}: no control socket of it in ${runtime.tempDir()} (run this with the master's TMPDIR)`,
     );
   }
   try {
@@ -233,22 +221,18 @@ async function ask(
       connection.close();
     }).catch(() => {});
     await connection.write(encodeFrame(request));
-    const wait = deadline - performance.now();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((resolve) => {
-      if (wait !== Infinity) timer = setTimeout(() => resolve("late"), wait);
-    });
-    const outcome = await Promise.race([read, late]);
-    clearTimeout(timer);
-    if (outcome === "late") {
-      throw new CommandError(
-        `master pid ${pid} did not answer in time (--timeout); ${
-          request.cmd === "status"
-            ? "it may be paused"
-            : `the ${request.cmd} goes on in the master (see workerpool status)`
-        }`,
-      );
-    }
+    await withDeadline(
+      read,
+      deadline - performance.now(),
+      () =>
+        new CommandError(
+          `master pid ${pid} did not answer in time (--timeout); ${
+            request.cmd === "status"
+              ? "it may be paused"
+              : `the ${request.cmd} goes on in the master (see workerpool status)`
+          }`,
+        ),
+    );
     if (reply === null) {
       throw new CommandError(
         `master pid ${pid} closed the connection without an answer (is it stopping?)`,
@@ -267,6 +251,23 @@ async function ask(
   }
 }
 
+/**
+ * `promise`, or a rejection with `late()` once `ms` have passed (never
+ * with `ms` Infinity).
+ */
+export function withDeadline<T>(
+  promise: Promise<T>,
+  ms: number,
+  late: () => Error,
+): Promise<T> {
+  if (ms === Infinity) return promise;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(late()), Math.max(0, ms));
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
 /** Waits until process `pid` has exited. */
 async function exited(
   runtime: Runtime,
@@ -281,14 +282,6 @@ async function exited(
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-}
-
-function count(n: number, what: string): string {
-  return `${n} ${what}${n === 1 ? "" : "s"}`;
-}
-
-function workers(n: number): string {
-  return count(n, "worker");
 }
 
 /** The status as a person reads it: a line for the pool, one per worker. */
@@ -313,11 +306,11 @@ export function statusTable(status: PoolStatus, pidfile: string): string {
   );
   return [
     `master pid ${status.pid} (${pidfile}), ${status.runtime}: ${status.state}, ${status.ready} of ${
-      workers(status.size)
+      plural(status.size, "worker")
     } ready, up ${duration(status.uptime)}, ${
-      count(status.reloads, "reload")
+      plural(status.reloads, "reload")
     } (${status.reloadFailures} failed), ${
-      count(status.totals.requests, "request")
+      plural(status.totals.requests, "request")
     }`,
     ...lines,
   ].join("\n");

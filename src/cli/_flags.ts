@@ -6,6 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import type { SupervisorOptions } from "../types.ts";
 
 /** A bad command line: said in one line with a hint; exit code 2. */
 export class UsageError extends Error {
@@ -35,6 +36,8 @@ export interface Flag {
   help: string;
   /** The default, as the help text shows it. */
   shown?: string;
+  /** The library option the value sets as it is (`Supervisor` options). */
+  option?: keyof SupervisorOptions;
 }
 
 const PID: Flag = {
@@ -55,6 +58,7 @@ const HELP: Flag = {
 export const SERVE_FLAGS: readonly Flag[] = [
   {
     name: "workers",
+    option: "workers",
     short: "w",
     kind: "count",
     value: "N",
@@ -95,6 +99,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "timeout",
+    option: "workerTimeout",
     kind: "duration",
     value: "DURATION",
     help: "kill and replace a worker silent this long (a hung event loop)",
@@ -102,6 +107,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "graceful-timeout",
+    option: "gracefulTimeout",
     kind: "duration",
     value: "DURATION",
     help: "how long a stopping worker may drain before it is killed",
@@ -109,6 +115,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "ready-timeout",
+    option: "readyTimeout",
     kind: "duration",
     value: "DURATION",
     help: "how long a new worker may take to get ready",
@@ -116,6 +123,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "check-interval",
+    option: "checkInterval",
     kind: "duration",
     value: "DURATION",
     help: "how often the master checks its workers",
@@ -123,6 +131,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "min-uptime",
+    option: "minUptime",
     kind: "duration",
     value: "DURATION",
     help: "a worker that dies younger is restarted with backoff",
@@ -130,6 +139,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "max-restart-delay",
+    option: "maxRestartDelay",
     kind: "duration",
     value: "DURATION",
     help: "the longest backoff before a restart",
@@ -137,6 +147,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "max-boot-errors",
+    option: "maxBootErrors",
     kind: "count",
     value: "N",
     help: "halt the pool after this many boot errors in a row",
@@ -144,6 +155,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "reload-concurrency",
+    option: "reloadConcurrency",
     kind: "count",
     value: "N",
     help: "workers replaced at a time by a rolling reload",
@@ -151,6 +163,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "max-requests",
+    option: "maxRequests",
     kind: "count",
     value: "N",
     help: "replace a worker after this many requests",
@@ -158,6 +171,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "max-requests-jitter",
+    option: "maxRequestsJitter",
     kind: "count",
     value: "N",
     help: "up to this many more, drawn per worker",
@@ -165,6 +179,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "max-memory",
+    option: "maxMemory",
     kind: "size",
     value: "SIZE",
     help: "replace a worker whose RSS grows past this (512M, 1G)",
@@ -172,6 +187,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "max-age",
+    option: "maxAge",
     kind: "duration",
     value: "DURATION",
     help: "replace a worker after this long",
@@ -186,6 +202,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "shutdown-delay",
+    option: "shutdownDelay",
     kind: "duration",
     value: "DURATION",
     help: "on SIGTERM, keep serving (with /readyz 503) this long first",
@@ -193,6 +210,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "min-ready",
+    option: "minReady",
     kind: "count",
     value: "N",
     help: "ready workers /readyz needs",
@@ -207,6 +225,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "log-level",
+    option: "logLevel",
     kind: "text",
     value: "LEVEL",
     help: "DEBUG, INFO, WARN, ERROR or CRITICAL",
@@ -214,6 +233,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "log-format",
+    option: "logFormat",
     kind: "text",
     value: "text|json",
     help: "the master's log lines",
@@ -229,6 +249,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "stdout",
+    option: "stdout",
     kind: "text",
     value: "inherit|null|FILE",
     help: "where the workers' stdout goes",
@@ -236,6 +257,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   },
   {
     name: "stderr",
+    option: "stderr",
     kind: "text",
     value: "inherit|null|FILE",
     help: "where the workers' stderr goes",

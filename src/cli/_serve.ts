@@ -10,6 +10,7 @@ import { daemonLogPath } from "../_daemon.ts";
 import { resolve } from "../_path.ts";
 import type { Pool } from "../_pool.ts";
 import { writeStderr } from "../_stderr.ts";
+import { plural } from "../_text.ts";
 import { describe } from "../errors.ts";
 import { createLogger, LogLevels, stderrHandler } from "../logging.ts";
 import type { Runtime, Watcher } from "../runtime/mod.ts";
@@ -25,7 +26,7 @@ import {
   moduleUrl,
   type WorkerConfig,
 } from "./_app.ts";
-import { CommandError } from "./_control.ts";
+import { CommandError, withDeadline } from "./_control.ts";
 import {
   helpText,
   parseAddress,
@@ -56,27 +57,12 @@ export const SERVE_HELP = helpText(
 );
 
 /** Library option names, as the flags that set them (for error messages). */
-const FLAG_OF: Record<string, string> = {
-  workers: "--workers",
-  workerTimeout: "--timeout",
-  gracefulTimeout: "--graceful-timeout",
-  readyTimeout: "--ready-timeout",
-  checkInterval: "--check-interval",
-  minUptime: "--min-uptime",
-  maxRestartDelay: "--max-restart-delay",
-  maxBootErrors: "--max-boot-errors",
-  reloadConcurrency: "--reload-concurrency",
-  maxRequests: "--max-requests",
-  maxRequestsJitter: "--max-requests-jitter",
-  maxMemory: "--max-memory",
-  maxAge: "--max-age",
-  shutdownDelay: "--shutdown-delay",
-  minReady: "--min-ready",
-  logLevel: "--log-level",
-  logFormat: "--log-format",
-  stdout: "--stdout",
-  stderr: "--stderr",
-};
+const FLAG_OF: Record<string, string> = Object.fromEntries(
+  SERVE_FLAGS.filter((flag) => flag.option !== undefined).map((flag) => [
+    flag.option,
+    `--${flag.name}`,
+  ]),
+);
 
 /** Runs `workerpool serve`; resolves with the exit code (the pool's, once it ran). */
 export async function serveCommand(
@@ -123,9 +109,12 @@ export async function serveCommand(
       app = await withDeadline(
         loadApp(module, shown),
         options.readyTimeout ?? 60_000,
-        `Cannot load ${shown}: it did not finish loading in ${
-          options.readyTimeout ?? 60_000
-        } ms (--ready-timeout; a top-level await that never settles?)`,
+        () =>
+          new Error(
+            `Cannot load ${shown}: it did not finish loading in ${
+              options.readyTimeout ?? 60_000
+            } ms (--ready-timeout; a top-level await that never settles?)`,
+          ),
       );
     } catch (error) {
       const deno = denoConfig(runtime, module, error);
@@ -192,7 +181,7 @@ function denoConfig(
   // Given with --config already: that one is the user's choice.
   const own = runtime.moduleCommand("-").args;
   if (own.some((arg) => /^(--config|-c)(=|$)/.test(arg))) return null;
-  let folder = decodeURI(new URL(".", module).pathname).replace(/\/$/, "");
+  let folder = folderOf(module);
   for (; folder !== ""; folder = folder.slice(0, folder.lastIndexOf("/"))) {
     const names = runtime.readDir(folder || "/", "deno.json");
     const config = names.find((name) => /^deno\.jsonc?$/.test(name));
@@ -277,31 +266,14 @@ function toOptions(
       );
     }
   }
-  const options: SupervisorOptions = { workers: workerCount(runtime, values) };
-  const set = <K extends keyof SupervisorOptions>(
-    key: K,
-    flag: string,
-  ) => {
-    if (values[flag] !== undefined) {
-      options[key] = values[flag] as SupervisorOptions[K];
+  // The flags that set an option as they are; the others are read below.
+  const options: SupervisorOptions = {};
+  for (const flag of SERVE_FLAGS) {
+    if (flag.option !== undefined && values[flag.name] !== undefined) {
+      (options as Record<string, unknown>)[flag.option] = values[flag.name];
     }
-  };
-  set("workerTimeout", "timeout");
-  set("gracefulTimeout", "graceful-timeout");
-  set("readyTimeout", "ready-timeout");
-  set("checkInterval", "check-interval");
-  set("minUptime", "min-uptime");
-  set("maxRestartDelay", "max-restart-delay");
-  set("maxBootErrors", "max-boot-errors");
-  set("reloadConcurrency", "reload-concurrency");
-  set("maxRequests", "max-requests");
-  set("maxRequestsJitter", "max-requests-jitter");
-  set("maxMemory", "max-memory");
-  set("maxAge", "max-age");
-  set("shutdownDelay", "shutdown-delay");
-  set("minReady", "min-ready");
-  set("stdout", "stdout");
-  set("stderr", "stderr");
+  }
+  options.workers = workerCount(runtime, values);
   if (values["log-level"] !== undefined) {
     let level = (values["log-level"] as string).toUpperCase();
     if (level === "WARNING") level = "WARN";
@@ -456,8 +428,7 @@ function watchPaths(
         "--watch needs paths for an app that is not a local file (--watch=src,lib)",
       );
     }
-    const path = decodeURI(new URL(".", module).pathname);
-    return [path.replace(/\/$/, "") || "/"];
+    return [folderOf(module) || "/"];
   }
   return given.map((path) => {
     if (!exists(runtime, path)) {
@@ -472,17 +443,9 @@ function watchPaths(
   });
 }
 
-/** `promise`, or a rejection with `message` after `ms`. */
-function withDeadline<T>(
-  promise: Promise<T>,
-  ms: number,
-  message: string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+/** The folder of module `url` (a file: URL), without a trailing slash. */
+function folderOf(url: string): string {
+  return decodeURI(new URL(".", url).pathname).replace(/\/$/, "");
 }
 
 /** Whether `path` is a folder. */
@@ -535,14 +498,13 @@ function announce(
   // master, its socket and its admin endpoint with it.
   const say = (line: string) =>
     terminal ? writeStderr(`${line}\n`, true) : log.info(line);
-  const workers = (n: number) => `${n} worker${n === 1 ? "" : "s"}`;
   let reloadStart = 0;
   pool.observe({
     reloadBegan: () => reloadStart = performance.now(),
     reloadEnded: (failure) =>
       failure === null
         ? say(
-          `${workers(pool.size)} reloaded in ${
+          `${plural(pool.size, "worker")} reloaded in ${
             Math.round(performance.now() - reloadStart)
           } ms`,
         )
@@ -552,7 +514,7 @@ function announce(
   pool.allReady.then(() => {
     // performance.now() counts from the process's start.
     say(
-      `${workers(pool.size)} ready on ${url} in ${
+      `${plural(pool.size, "worker")} ready on ${url} in ${
         Math.round(performance.now())
       } ms`,
     );

@@ -9,7 +9,7 @@
  * @module
  */
 import { describe } from "../errors.ts";
-import { loadRuntime, type Runtime } from "../runtime/mod.ts";
+import { type AppendFile, loadRuntime, type Runtime } from "../runtime/mod.ts";
 import { logRequestError, serve } from "../serve.ts";
 import { Supervisor } from "../supervisor.ts";
 import type { HttpServer } from "../types.ts";
@@ -103,8 +103,7 @@ const CLOSE_MS = 1000;
  * (one write per turn of the event loop, not one per request).
  */
 class AccessLog {
-  #write: (data: Uint8Array) => Promise<void>;
-  #close: () => Promise<void>;
+  #target: AppendFile;
   #json: boolean;
   #id: number;
   #lines: string[] = [];
@@ -121,15 +120,14 @@ class AccessLog {
 
   private constructor(
     runtime: Runtime,
-    target: { write(data: Uint8Array): Promise<void>; close(): Promise<void> },
+    target: AppendFile,
     json: boolean,
     id: number,
   ) {
     // The runtime's timer: Deno's own setTimeout costs a worker 11 ms the
     // first time (see the adapter).
     this.#later = (callback) => void runtime.setTimeout(callback, 0);
-    this.#write = (data) => target.write(data);
-    this.#close = () => target.close();
+    this.#target = target;
     this.#json = json;
     this.#id = id;
   }
@@ -271,7 +269,7 @@ class AccessLog {
     const data = this.#encoder.encode(this.#lines.join("\n") + "\n");
     this.#lines = [];
     this.#busy = true;
-    this.#writing = this.#write(data).catch(
+    this.#writing = this.#target.write(data).catch(
       () => {}, // a closed stdout: the requests are served all the same
     ).finally(() => {
       this.#busy = false;
@@ -293,7 +291,7 @@ class AccessLog {
       new Promise((resolve) => timer = setTimeout(resolve, CLOSE_MS)),
     ]);
     clearTimeout(timer);
-    await this.#close();
+    await this.#target.close();
   }
 }
 
